@@ -1,0 +1,111 @@
+"""Request dependencies: the session, the settings, who is calling, and what they may do."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from walletsvc.config import Settings
+from walletsvc.db.repositories.idempotency import IdempotencyStore, StoredResponse
+from walletsvc.domain import idempotency
+from walletsvc.domain.access import Principal, Scope
+from walletsvc.domain.errors import Unauthorized
+from walletsvc.services.auth import Authenticator
+
+
+def get_session(request: Request) -> AsyncSession:
+    """The request's session, opened and committed by TransactionalRoute."""
+    session: AsyncSession = request.state.session
+    return session
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+_bearer = HTTPBearer(
+    auto_error=False, description="A portal JWT, or an API key (`wsk_...`) made by `walletsvc keys create`"
+)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("send `Authorization: Bearer <token or API key>`")
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.authenticate(session, credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def requires(scope: Scope) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
+        principal.require(scope)
+        return principal
+
+    check.__name__ = f"requires_{scope.name.lower()}"
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(requires(Scope.ADMIN))]
+WalletReaderDep = Annotated[Principal, Depends(requires(Scope.WALLET_READ))]
+WalletWriterDep = Annotated[Principal, Depends(requires(Scope.WALLET_WRITE))]
+UsageWriterDep = Annotated[Principal, Depends(requires(Scope.USAGE_WRITE))]
+
+
+class IdempotentReplay(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """The request's Idempotency-Key already has an answer: send that one."""
+
+    def __init__(self, stored: StoredResponse) -> None:
+        super().__init__("idempotent replay")
+        self.stored = stored
+
+
+async def idempotency_key(
+    request: Request,
+    principal: PrincipalDep,
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Makes a retry safe: the same key with the same body returns the first answer",
+        ),
+    ] = None,
+) -> None:
+    if key is None:
+        return
+    idempotency.check_key(key)
+    body = await request.body()
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    store: IdempotencyStore = request.app.state.idempotency
+    result = await store.claim(
+        scope=f"{principal.actor}@{principal.tenant_id or '*'}",
+        key=key,
+        tenant_id=principal.tenant_id,
+        method=request.method,
+        path=target,
+        fingerprint=idempotency.fingerprint(request.method, target, body),
+    )
+    if isinstance(result, StoredResponse):
+        raise IdempotentReplay(result)
+    request.state.idempotency_claim = result
+
+
+Idempotent = Depends(idempotency_key)

@@ -1,0 +1,108 @@
+"""The one place where errors become HTTP: RFC 9457 problem+json with a stable `code`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from walletsvc.api.metrics import REFUSALS
+from walletsvc.domain import errors as e
+from walletsvc.logs import request_id_var
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+# exception class -> (status, code, title). The most specific class wins (checked in MRO order).
+ERROR_TABLE: dict[type[e.WalletError], tuple[int, str, str]] = {
+    e.InsufficientFunds: (402, "INSUFFICIENT_FUNDS", "Insufficient funds"),
+    e.NotFound: (404, "NOT_FOUND", "Not found"),
+    e.AlreadyExists: (409, "ALREADY_EXISTS", "Already exists"),
+    e.CurrencyMismatch: (422, "CURRENCY_MISMATCH", "Currency mismatch"),
+    e.UnknownCurrency: (422, "VALIDATION_FAILED", "Unknown currency"),
+    e.InvalidRequest: (422, "VALIDATION_FAILED", "Invalid request"),
+    e.Unauthorized: (401, "UNAUTHORIZED", "Unauthorized"),
+    e.Forbidden: (403, "FORBIDDEN", "Forbidden"),
+    e.IdempotencyKeyReused: (422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key reused"),
+    e.IdempotencyInProgress: (409, "IDEMPOTENCY_IN_PROGRESS", "Request in progress"),
+}
+
+_HTTP_CODES = {
+    404: ("NOT_FOUND", "Not found"),
+    405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
+    413: ("PAYLOAD_TOO_LARGE", "Payload too large"),
+    415: ("UNSUPPORTED_MEDIA_TYPE", "Unsupported media type"),
+}
+
+
+def _extras(exc: e.WalletError) -> dict[str, Any]:
+    if isinstance(exc, e.InsufficientFunds):
+        return {"available": {"amount": exc.available, "currency": exc.currency},
+                "requested": {"amount": exc.requested, "currency": exc.currency}}
+    if isinstance(exc, e.CurrencyMismatch):
+        return {"expected_currency": exc.expected, "currency": exc.got}
+    return {}
+
+
+def problem(
+    status: int, code: str, title: str, detail: str | None, request: Request | None, **extra: Any
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"urn:walletsvc:problem:{code.lower().replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "instance": request.url.path if request is not None else None,
+        "request_id": request_id_var.get(),
+        **extra,
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
+    for cls in type(exc).__mro__:
+        if cls in ERROR_TABLE:
+            status, code, title = ERROR_TABLE[cls]  # type: ignore[index]
+            break
+    else:  # a WalletError subclass nobody mapped: still a client-facing refusal, never a 500
+        status, code, title = 400, "BAD_REQUEST", "Bad request"
+    REFUSALS.labels(code).inc()
+    log.info("request refused", extra={"code": code, "status": status})
+    return problem(status, code, title, exc.detail, request, **_extras(exc))
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # The offending input is left out: it may be a secret or a signature.
+    return [
+        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(e.WalletError)
+    async def _wallet_error(request: Request, exc: e.WalletError) -> JSONResponse:
+        return problem_for(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = _validation_errors(exc)
+        detail = "; ".join(f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:5])
+        return problem(422, "VALIDATION_FAILED", "Validation failed", detail, request, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code, title = _HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "HTTP error"))
+        return problem(exc.status_code, code, title, str(exc.detail), request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return problem(500, "INTERNAL_ERROR", "Internal error", "an unexpected error; quote the request_id", request)

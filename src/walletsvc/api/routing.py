@@ -1,0 +1,78 @@
+"""TransactionalRoute: the one place a request's transaction is committed (or rolled back).
+
+The route handler runs inside a session; when it returns a success the Idempotency-Key's answer is
+recorded in the same transaction and the transaction commits *before* the response is sent, so a client
+never sees a 2xx for a change that was not durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+from starlette.responses import StreamingResponse
+
+from walletsvc.api.deps import IdempotentReplay
+from walletsvc.api.errors import problem_for
+from walletsvc.db.engine import Database
+from walletsvc.db.repositories.idempotency import Claim, IdempotencyStore, StoredResponse
+from walletsvc.domain.errors import WalletError
+
+
+def _stored(response: Response) -> StoredResponse:
+    return StoredResponse(
+        status_code=response.status_code,
+        content_type=response.headers.get("content-type", "application/json"),
+        body=bytes(response.body),
+    )
+
+
+def _replayed(stored: StoredResponse) -> Response:
+    return Response(
+        content=stored.body,
+        status_code=stored.status_code,
+        media_type=stored.content_type,
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+class TransactionalRoute(APIRoute):
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def in_transaction(request: Request) -> Response:
+            db: Database = request.app.state.db
+            store: IdempotencyStore = request.app.state.idempotency
+            async with db.sessionmaker() as session:
+                request.state.session = session
+                try:
+                    response = await handler(request)
+                except IdempotentReplay as replay:
+                    return _replayed(replay.stored)
+                except WalletError as exc:
+                    await session.rollback()
+                    refusal = problem_for(exc, request)
+                    claim: Claim | None = getattr(request.state, "idempotency_claim", None)
+                    if claim is not None:
+                        # A business refusal is an answer too: the same request gets the same refusal.
+                        await store.complete_alone(claim, _stored(refusal))
+                    return refusal
+                except BaseException:
+                    await session.rollback()
+                    claim = getattr(request.state, "idempotency_claim", None)
+                    if claim is not None:
+                        await store.release(claim)
+                    raise
+                claim = getattr(request.state, "idempotency_claim", None)
+                try:
+                    if claim is not None and not isinstance(response, StreamingResponse):
+                        await store.complete(session, claim, _stored(response))
+                    await session.commit()
+                except BaseException:
+                    if claim is not None:
+                        await store.release(claim)
+                    raise
+                return response
+
+        return in_transaction

@@ -1,0 +1,90 @@
+"""create_app(): settings, database, authenticator, routers, error handlers, docs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from walletsvc import __version__
+from walletsvc.api.docs import install_docs
+from walletsvc.api.errors import install_error_handlers
+from walletsvc.api.metrics import RequestContextMiddleware
+from walletsvc.api.routers import api_keys, ops, tenants, transactions, wallet
+from walletsvc.config import Settings, get_settings
+from walletsvc.db.engine import Database, resolve_database_url
+from walletsvc.db.repositories.idempotency import IdempotencyStore
+from walletsvc.services.auth import Authenticator
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Prepaid wallets for voice and messaging platforms.
+
+Money is always `{"amount": <integer minor units>, "currency": "INR"}`. Errors are RFC 9457
+`application/problem+json` with a stable `code`. Every mutating route takes an `Idempotency-Key`.
+"""
+
+
+async def _purge_idempotency_keys(store: IdempotencyStore, retention: timedelta) -> None:
+    while True:
+        try:
+            await store.purge_older_than(retention)
+        except Exception:  # a failed purge must never take the API down; the next one will catch up
+            log.warning("idempotency purge failed", exc_info=True)
+        await asyncio.sleep(600)
+
+
+def attach_database(app: FastAPI, db: Database) -> None:
+    settings: Settings = app.state.settings
+    app.state.db = db
+    app.state.idempotency = IdempotencyStore(
+        db.engine, lock_timeout=timedelta(seconds=settings.idempotency_lock_seconds)
+    )
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    """Build the app. With `database` given (tests), the caller owns it; otherwise the lifespan
+    connects to DATABASE_URL (or the embedded server) and disposes of it on shutdown."""
+    settings = settings or get_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = None
+        if getattr(app.state, "db", None) is None:
+            url = await asyncio.to_thread(resolve_database_url, settings)
+            owned = Database.connect(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+            attach_database(app, owned)
+        purge = asyncio.create_task(
+            _purge_idempotency_keys(app.state.idempotency, timedelta(hours=settings.idempotency_retention_hours))
+        )
+        try:
+            yield
+        finally:
+            purge.cancel()
+            if owned is not None:
+                await owned.dispose()
+
+    app = FastAPI(
+        title="walletsvc",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.db = None
+    app.state.authenticator = Authenticator(settings)
+    if database is not None:
+        attach_database(app, database)
+
+    install_error_handlers(app)
+    for module in (ops, tenants, wallet, transactions, api_keys):
+        app.include_router(module.router)
+    install_docs(app)
+    app.add_middleware(RequestContextMiddleware)
+    return app

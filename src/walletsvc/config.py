@@ -1,0 +1,51 @@
+"""Settings, from the environment and `.env`. Every key and secret is a SecretStr."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Empty: start the embedded PostgreSQL (pgserver) in DATA_DIR.
+    database_url: SecretStr | None = None
+    data_dir: Path = Path(".walletsvc-data")
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: SecretStr | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0)
+
+    idempotency_lock_seconds: int = Field(default=60, ge=1)
+    idempotency_retention_hours: int = Field(default=72, ge=1)
+
+    stripe_secret_key: SecretStr | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr | None = None
+    razorpay_webhook_secret: SecretStr | None = None
+    razorpay_api_base: str = "https://api.razorpay.com"
+    portal_success_url: str = "http://localhost:3000/billing?topup=success"
+    portal_cancel_url: str = "http://localhost:3000/billing?topup=cancelled"
+
+    default_low_balance_threshold: int = Field(default=0, ge=0)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

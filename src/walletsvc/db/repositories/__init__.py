@@ -1,0 +1,1 @@
+"""Repositories: take and return domain values; flush, never commit."""

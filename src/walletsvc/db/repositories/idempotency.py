@@ -1,0 +1,128 @@
+"""Idempotency keys in PostgreSQL.
+
+A key is claimed in its own short committed transaction, so a concurrent request with the same key sees
+it at once (409). The response is recorded in the business transaction itself, so a key is completed
+if and only if the change it guarded was committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from walletsvc.db import tables as t
+from walletsvc.domain.idempotency import Outcome, StoredRequest, decide
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    scope: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    content_type: str
+    body: bytes
+
+
+class IdempotencyStore:
+    def __init__(self, engine: AsyncEngine, *, lock_timeout: timedelta) -> None:
+        self.engine = engine
+        self.lock_timeout = lock_timeout
+
+    async def claim(
+        self, *, scope: str, key: str, tenant_id: str | None, method: str, path: str, fingerprint: str
+    ) -> Claim | StoredResponse:
+        c = t.idempotency_keys.c
+        async with self.engine.begin() as conn:
+            inserted = (
+                await conn.execute(
+                    insert(t.idempotency_keys)
+                    .values(
+                        scope=scope,
+                        key=key,
+                        tenant_id=tenant_id,
+                        method=method,
+                        path=path,
+                        fingerprint=fingerprint,
+                    )
+                    .on_conflict_do_nothing(index_elements=["scope", "key"])
+                    .returning(c.scope)
+                )
+            ).one_or_none()
+            if inserted is not None:
+                return Claim(scope, key)
+            row = (
+                await conn.execute(
+                    select(
+                        c.fingerprint,
+                        c.completed,
+                        c.locked_at,
+                        c.status_code,
+                        c.content_type,
+                        c.response_body,
+                        func.now(),
+                    )
+                    .where(c.scope == scope, c.key == key)
+                    .with_for_update()
+                )
+            ).one()
+            outcome = decide(
+                StoredRequest(fingerprint=row[0], completed=row[1], locked_at=row[2]),
+                fingerprint,
+                now=row[6],
+                lock_timeout=self.lock_timeout,
+            )
+            if outcome is Outcome.REPLAY:
+                return StoredResponse(status_code=row[3], content_type=row[4], body=row[5])
+            # The first request died before finishing (its transaction never committed): run it again.
+            await conn.execute(
+                update(t.idempotency_keys).where(c.scope == scope, c.key == key).values(locked_at=func.now())
+            )
+            return Claim(scope, key)
+
+    @staticmethod
+    async def complete(session: AsyncSession, claim: Claim, response: StoredResponse) -> None:
+        """Record the response inside the caller's transaction (the one that made the change)."""
+        await session.execute(_complete_stmt(claim, response))
+
+    async def complete_alone(self, claim: Claim, response: StoredResponse) -> None:
+        """Record a refusal (a 4xx business error) once the business transaction has rolled back."""
+        async with self.engine.begin() as conn:
+            await conn.execute(_complete_stmt(claim, response))
+
+    async def release(self, claim: Claim) -> None:
+        """Forget an unfinished key (the request failed unexpectedly) so that a retry may run."""
+        c = t.idempotency_keys.c
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                delete(t.idempotency_keys).where(c.scope == claim.scope, c.key == claim.key, ~c.completed)
+            )
+
+    async def purge_older_than(self, age: timedelta) -> int:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                text("DELETE FROM idempotency_keys WHERE created_at < now() - CAST(:age AS interval)"),
+                {"age": f"{int(age.total_seconds())} seconds"},
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _complete_stmt(claim: Claim, response: StoredResponse):  # type: ignore[no-untyped-def]
+    c = t.idempotency_keys.c
+    return (
+        update(t.idempotency_keys)
+        .where(c.scope == claim.scope, c.key == claim.key)
+        .values(
+            completed=True,
+            status_code=response.status_code,
+            content_type=response.content_type,
+            response_body=response.body,
+        )
+    )

@@ -1,0 +1,116 @@
+"""Table definitions (SQLAlchemy Core). Every table carries tenant_id so it can be distributed by tenant.
+
+The schema itself is created by the alembic migrations; these definitions are what queries are built from.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+
+metadata = MetaData()
+
+
+def _created_at() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("country", String(3), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("data_residency_region", Text),
+    Column("payments_provider", Text),
+    _created_at(),
+)
+
+wallets = Table(
+    "wallets",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    Column("reserved", BigInteger, nullable=False, server_default="0"),
+    Column("low_balance_threshold", BigInteger, nullable=False, server_default="0"),
+    Column("flagged", Boolean, nullable=False, server_default="false"),
+    Column("ledger_seq", BigInteger, nullable=False, server_default="0"),
+    Column("auto_topup_enabled", Boolean, nullable=False, server_default="false"),
+    Column("auto_topup_threshold", BigInteger),
+    Column("auto_topup_amount", BigInteger),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("balance_before", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("counter_account", Text, nullable=False),
+    Column("reference_type", Text, nullable=False),
+    Column("reference_id", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("allow_negative", Boolean, nullable=False, server_default="false"),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "seq"),
+    CheckConstraint("amount <> 0", name="ledger_amount_nonzero"),
+    CheckConstraint("balance_after = balance_before + amount", name="ledger_balance_arithmetic"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(64)),  # NULL: a platform-wide key
+    Column("name", Text, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("scopes", ARRAY(Text), nullable=False),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("scope", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("tenant_id", String(64)),
+    Column("method", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("fingerprint", Text, nullable=False),
+    Column("completed", Boolean, nullable=False, server_default="false"),
+    Column("status_code", Integer),
+    Column("content_type", Text),
+    Column("response_body", LargeBinary),
+    Column("locked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    _created_at(),
+    PrimaryKeyConstraint("scope", "key"),
+)

@@ -1,0 +1,1 @@
+"""The pure domain: money, ledger rules, authorization rules. Standard library only."""

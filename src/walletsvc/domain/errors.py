@@ -1,0 +1,73 @@
+"""Business errors. Each is mapped to an HTTP status and a stable `code` in one table (api/errors.py)."""
+
+from __future__ import annotations
+
+
+class WalletError(Exception):
+    """Base of every expected business error; never a 500."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class NotFound(WalletError):
+    """The thing asked for does not exist, or the caller may not know that it does."""
+
+    def __init__(self, what: str, ident: str) -> None:
+        super().__init__(f"{what} {ident!r} was not found")
+        self.what = what
+        self.ident = ident
+
+
+class AlreadyExists(WalletError):
+    """A create named an id that is taken."""
+
+
+class InsufficientFunds(WalletError):
+    """A debit larger than what the wallet has available."""
+
+    def __init__(self, *, available: int, requested: int, currency: str) -> None:
+        super().__init__(
+            f"the wallet has {available} {currency} minor units available; {requested} were asked for"
+        )
+        self.available = available
+        self.requested = requested
+        self.currency = currency
+
+
+class CurrencyMismatch(WalletError):
+    """Money of one currency met money of another; walletsvc never converts."""
+
+    def __init__(self, *, expected: str, got: str) -> None:
+        super().__init__(f"the wallet's currency is {expected}; {got} was given")
+        self.expected = expected
+        self.got = got
+
+
+class UnknownCurrency(WalletError):
+    """Not an ISO 4217 currency code walletsvc knows."""
+
+    def __init__(self, currency: str) -> None:
+        super().__init__(f"{currency!r} is not an ISO 4217 currency code")
+        self.currency = currency
+
+
+class InvalidRequest(WalletError):
+    """A request that is well-formed but makes no sense (bad cursor, until before since, ...)."""
+
+
+class Unauthorized(WalletError):
+    """No credentials, or credentials that are wrong, expired or forged."""
+
+
+class Forbidden(WalletError):
+    """Valid credentials that may not do this."""
+
+
+class IdempotencyKeyReused(WalletError):
+    """An Idempotency-Key sent again with a different request."""
+
+
+class IdempotencyInProgress(WalletError):
+    """An Idempotency-Key whose first request is still being processed."""

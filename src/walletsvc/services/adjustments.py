@@ -1,0 +1,43 @@
+"""Admin adjustments: a manual credit or debit with a reason, signed by the admin who made it."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from walletsvc.db.repositories.wallets import WalletRepository
+from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest
+from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType, LedgerEntry, Wallet
+from walletsvc.domain.money import Money
+
+
+async def adjust_balance(
+    session: AsyncSession,
+    tenant_id: str,
+    amount: int,
+    *,
+    reason: str,
+    actor: str,
+    currency: str | None = None,
+    allow_negative: bool = False,
+) -> tuple[Wallet, LedgerEntry]:
+    if not reason.strip():
+        raise InvalidRequest("an adjustment needs a reason")
+    wallets = WalletRepository(session)
+    wallet = await wallets.get(tenant_id)
+    if currency is not None and currency != wallet.currency:
+        raise CurrencyMismatch(expected=wallet.currency, got=currency)
+    return await wallets.apply(
+        EntryRequest(
+            tenant_id=tenant_id,
+            type=EntryType.ADJUSTMENT,
+            amount=Money(amount, wallet.currency),
+            counter_account=CounterAccount.ADJUSTMENTS,
+            reference_type="adjustment",
+            reference_id=f"adj_{uuid.uuid4().hex}",
+            description=reason.strip(),
+            actor=actor,
+            allow_negative=allow_negative,
+        )
+    )

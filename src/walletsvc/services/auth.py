@@ -1,0 +1,111 @@
+"""Turning a bearer credential into a Principal: portal JWTs and hashed, scoped API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import jwt
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from walletsvc.config import Settings
+from walletsvc.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
+from walletsvc.db.repositories.tenants import TenantRepository
+from walletsvc.domain.access import ROLE_SCOPES, Principal, Role, Scope, validate_key_scopes
+from walletsvc.domain.errors import Unauthorized
+
+API_KEY_PREFIX = "wsk_"
+
+
+def hash_secret(secret: str) -> bytes:
+    # The secret is 256 random bits: a fast digest is enough, a slow KDF would only slow every request.
+    return hashlib.sha256(secret.encode()).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    record: ApiKeyRecord
+    key: str  # shown once, never stored
+
+
+async def create_api_key(
+    session: AsyncSession, *, scopes: frozenset[Scope], tenant_id: str | None, name: str, created_by: str
+) -> NewApiKey:
+    validate_key_scopes(scopes, tenant_id)
+    if tenant_id is not None:
+        await TenantRepository(session).get(tenant_id)  # NotFound for an unknown tenant
+    key_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    record = await ApiKeyRepository(session).add(
+        key_id=key_id,
+        tenant_id=tenant_id,
+        name=name,
+        secret_hash=hash_secret(secret),
+        scopes=scopes,
+        created_by=created_by,
+    )
+    return NewApiKey(record=record, key=f"{API_KEY_PREFIX}{key_id}_{secret}")
+
+
+class Authenticator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._jwt_key: str | None = None
+        self._algorithms: list[str] = []
+        if settings.jwt_public_key is not None and settings.jwt_public_key.get_secret_value():
+            self._jwt_key, self._algorithms = settings.jwt_public_key.get_secret_value(), ["RS256"]
+        elif settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
+            self._jwt_key, self._algorithms = settings.jwt_secret.get_secret_value(), ["HS256"]
+
+    async def authenticate(self, session: AsyncSession, token: str) -> Principal:
+        if token.startswith(API_KEY_PREFIX):
+            return await self._api_key(session, token)
+        return self._jwt(token)
+
+    def _jwt(self, token: str) -> Principal:
+        if self._jwt_key is None:
+            raise Unauthorized("portal tokens are not accepted: neither JWT_SECRET nor JWT_PUBLIC_KEY is set")
+        try:
+            # The algorithm list is ours, never the token's: `alg: none` and HS/RS confusion are refused.
+            claims = jwt.decode(
+                token,
+                self._jwt_key,
+                algorithms=self._algorithms,
+                audience=self.settings.jwt_audience,
+                leeway=self.settings.jwt_leeway_seconds,
+                options={"require": ["exp", "sub", "role"], "verify_aud": self.settings.jwt_audience is not None},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("the token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("the token is not valid") from exc
+        try:
+            role = Role(claims["role"])
+        except ValueError as exc:
+            raise Unauthorized("the token's role is not one walletsvc knows") from exc
+        tenant_id = claims.get("tenant_id")
+        if tenant_id is not None and not isinstance(tenant_id, str):
+            raise Unauthorized("the token's tenant_id must be a string")
+        if role is not Role.SUPER_ADMIN and not tenant_id:
+            raise Unauthorized("the token names no tenant_id")
+        return Principal(
+            kind="user",
+            subject=str(claims["sub"]),
+            tenant_id=tenant_id or None,
+            scopes=ROLE_SCOPES[role],
+            role=role,
+        )
+
+    @staticmethod
+    async def _api_key(session: AsyncSession, token: str) -> Principal:
+        key_id, _, secret = token[len(API_KEY_PREFIX) :].partition("_")
+        record = await ApiKeyRepository(session).find(key_id) if key_id and secret else None
+        # Compare a digest even when the key is unknown, so timing does not tell which ids exist.
+        expected = record.secret_hash if record is not None else hash_secret("")
+        if not hmac.compare_digest(expected, hash_secret(secret)) or record is None:
+            raise Unauthorized("the API key is not valid")
+        if record.revoked_at is not None:
+            raise Unauthorized("the API key has been revoked")
+        return Principal(kind="api_key", subject=record.id, tenant_id=record.tenant_id, scopes=record.scopes)

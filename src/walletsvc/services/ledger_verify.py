@@ -1,0 +1,121 @@
+"""`walletsvc ledger verify`: every ledger invariant of DESIGN.md, checked over the whole database.
+
+Each check is one query that returns the offending rows; an empty result means the invariant holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    description: str
+    sql: str
+
+
+@dataclass(slots=True)
+class CheckResult:
+    check: Check
+    offending: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.offending
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(
+        "balance_equals_ledger_sum",
+        "each wallet's balance equals the sum of its ledger amounts",
+        """
+        SELECT w.tenant_id, w.balance, COALESCE(s.total, 0) AS ledger_sum
+          FROM wallets w
+          LEFT JOIN (SELECT tenant_id, SUM(amount) AS total FROM ledger_entries GROUP BY tenant_id) s
+            USING (tenant_id)
+         WHERE w.balance <> COALESCE(s.total, 0)
+        """,
+    ),
+    Check(
+        "chain_unbroken",
+        "each row's balance_before is the previous row's balance_after (the first starts at 0)",
+        """
+        SELECT tenant_id, id, seq, balance_before, previous_after
+          FROM (SELECT tenant_id, id, seq, balance_before,
+                       COALESCE(LAG(balance_after) OVER (PARTITION BY tenant_id ORDER BY seq), 0)
+                           AS previous_after
+                  FROM ledger_entries) chain
+         WHERE balance_before <> previous_after
+        """,
+    ),
+    Check(
+        "sequence_contiguous",
+        "each wallet's ledger sequence runs 1..n with no gap, and n is the wallet's ledger_seq",
+        """
+        SELECT w.tenant_id, w.ledger_seq, COALESCE(s.rows, 0) AS rows, s.max_seq
+          FROM wallets w
+          LEFT JOIN (SELECT tenant_id, COUNT(*) AS rows, MAX(seq) AS max_seq
+                       FROM ledger_entries GROUP BY tenant_id) s USING (tenant_id)
+         WHERE w.ledger_seq <> COALESCE(s.rows, 0) OR COALESCE(s.max_seq, 0) <> COALESCE(s.rows, 0)
+        """,
+    ),
+    Check(
+        "arithmetic",
+        "each row's balance_after is its balance_before plus its amount",
+        "SELECT tenant_id, id, balance_before, amount, balance_after FROM ledger_entries"
+        " WHERE balance_after <> balance_before + amount",
+    ),
+    Check(
+        "negative_only_by_adjustment",
+        "no debit takes a balance below zero except an admin adjustment that says so",
+        """
+        SELECT tenant_id, id, type, amount, balance_after FROM ledger_entries
+         WHERE amount < 0 AND balance_after < 0 AND NOT (type = 'adjustment' AND allow_negative)
+        """,
+    ),
+    Check(
+        "currency_matches_wallet",
+        "each ledger row is in its wallet's currency",
+        """
+        SELECT e.tenant_id, e.id, e.currency, w.currency AS wallet_currency
+          FROM ledger_entries e JOIN wallets w USING (tenant_id)
+         WHERE e.currency <> w.currency
+        """,
+    ),
+    Check(
+        "ledger_rows_have_wallets",
+        "each ledger row belongs to a wallet that exists",
+        """
+        SELECT e.tenant_id, COUNT(*) AS rows FROM ledger_entries e
+         WHERE NOT EXISTS (SELECT 1 FROM wallets w WHERE w.tenant_id = e.tenant_id)
+         GROUP BY e.tenant_id
+        """,
+    ),
+    Check(
+        "reserved_within_bounds",
+        "no wallet holds a negative reserve",
+        "SELECT tenant_id, reserved FROM wallets WHERE reserved < 0",
+    ),
+)
+
+MAX_REPORTED_ROWS = 50
+
+
+async def verify_ledger(connection: AsyncConnection) -> tuple[list[CheckResult], dict[str, int]]:
+    """Run every check in one REPEATABLE READ snapshot, so that concurrent writes cannot fake a failure."""
+    await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    results = []
+    for check in CHECKS:
+        rows = (await connection.execute(text(check.sql + f" LIMIT {MAX_REPORTED_ROWS}"))).mappings().all()
+        results.append(CheckResult(check, [dict(r) for r in rows]))
+    counts = (
+        await connection.execute(
+            text("SELECT (SELECT COUNT(*) FROM wallets), (SELECT COUNT(*) FROM ledger_entries)")
+        )
+    ).one()
+    return results, {"wallets": int(counts[0]), "ledger_entries": int(counts[1])}
