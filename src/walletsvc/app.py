@@ -56,10 +56,14 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         owned = None
         if getattr(app.state, "db", None) is None:
             url = await asyncio.to_thread(resolve_database_url, settings)
-            owned = Database.connect(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+            owned = Database.connect(
+                url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+            )
             attach_database(app, owned)
         purge = asyncio.create_task(
-            _purge_idempotency_keys(app.state.idempotency, timedelta(hours=settings.idempotency_retention_hours))
+            _purge_idempotency_keys(
+                app.state.idempotency, timedelta(hours=settings.idempotency_retention_hours)
+            )
         )
         try:
             yield

@@ -43,8 +43,6 @@ class Settings(BaseSettings):
     portal_success_url: str = "http://localhost:3000/billing?topup=success"
     portal_cancel_url: str = "http://localhost:3000/billing?topup=cancelled"
 
-    default_low_balance_threshold: int = Field(default=0, ge=0)
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -36,7 +36,7 @@ class _ContextFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = scrub(record.msg)
         if record.args:
-            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[union-attr]
+            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)
         return True
 
 

@@ -70,7 +70,7 @@ WalletWriterDep = Annotated[Principal, Depends(requires(Scope.WALLET_WRITE))]
 UsageWriterDep = Annotated[Principal, Depends(requires(Scope.USAGE_WRITE))]
 
 
-class IdempotentReplay(Exception):  # noqa: N818 - a control-flow signal, not an error
+class IdempotentReplay(Exception):
     """The request's Idempotency-Key already has an answer: send that one."""
 
     def __init__(self, stored: StoredResponse) -> None:

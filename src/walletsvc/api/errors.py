@@ -42,8 +42,10 @@ _HTTP_CODES = {
 
 def _extras(exc: e.WalletError) -> dict[str, Any]:
     if isinstance(exc, e.InsufficientFunds):
-        return {"available": {"amount": exc.available, "currency": exc.currency},
-                "requested": {"amount": exc.requested, "currency": exc.currency}}
+        return {
+            "available": {"amount": exc.available, "currency": exc.currency},
+            "requested": {"amount": exc.requested, "currency": exc.currency},
+        }
     if isinstance(exc, e.CurrencyMismatch):
         return {"expected_currency": exc.expected, "currency": exc.got}
     return {}
@@ -69,7 +71,7 @@ def problem(
 def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
-            status, code, title = ERROR_TABLE[cls]  # type: ignore[index]
+            status, code, title = ERROR_TABLE[cls]
             break
     else:  # a WalletError subclass nobody mapped: still a client-facing refusal, never a 500
         status, code, title = 400, "BAD_REQUEST", "Bad request"
@@ -81,7 +83,11 @@ def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     # The offending input is left out: it may be a secret or a signature.
     return [
-        {"loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg", ""), "type": err.get("type", "")}
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in exc.errors()
     ]
 
@@ -105,4 +111,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return problem(500, "INTERNAL_ERROR", "Internal error", "an unexpected error; quote the request_id", request)
+        return problem(
+            500, "INTERNAL_ERROR", "Internal error", "an unexpected error; quote the request_id", request
+        )

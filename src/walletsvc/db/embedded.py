@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "walletsvc"
+_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> str:
@@ -18,10 +20,14 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> str:
     """
     import pgserver  # imported late: only the embedded mode needs it
 
+    if not _NAME.match(database):
+        raise ValueError(f"not a plain database name: {database!r}")
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
-    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")
+    server = pgserver.get_server(  # type: ignore[attr-defined]
+        str(data_dir), cleanup_mode="stop"
+    )
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608 - checked above
     if "(1 row)" not in exists:
         server.psql(f'CREATE DATABASE "{database}";')
         log.info("embedded database created", extra={"database": database})

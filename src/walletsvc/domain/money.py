@@ -11,9 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from walletsvc.domain.errors import CurrencyMismatch, UnknownCurrency
 
 # ISO 4217 minor-unit exponents. Every active code not listed here has 2 minor digits.
-_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
-)
+_ZERO_DECIMAL = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split())
 _THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 _FOUR_DECIMAL = frozenset(["CLF", "UYW"])
 _TWO_DECIMAL = frozenset(

@@ -73,9 +73,12 @@ class Authenticator:
                 token,
                 self._jwt_key,
                 algorithms=self._algorithms,
-                audience=self.settings.jwt_audience,
+                audience=self.settings.jwt_audience or None,
                 leeway=self.settings.jwt_leeway_seconds,
-                options={"require": ["exp", "sub", "role"], "verify_aud": self.settings.jwt_audience is not None},
+                options={
+                    "require": ["exp", "sub", "role"],
+                    "verify_aud": bool(self.settings.jwt_audience),
+                },
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired") from exc

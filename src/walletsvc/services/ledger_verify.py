@@ -106,9 +106,13 @@ CHECKS: tuple[Check, ...] = (
 MAX_REPORTED_ROWS = 50
 
 
-async def verify_ledger(connection: AsyncConnection) -> tuple[list[CheckResult], dict[str, int]]:
-    """Run every check in one REPEATABLE READ snapshot, so that concurrent writes cannot fake a failure."""
-    await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+async def verify_ledger(
+    connection: AsyncConnection, *, snapshot: bool = True
+) -> tuple[list[CheckResult], dict[str, int]]:
+    """Run every check; with `snapshot`, in one REPEATABLE READ snapshot so that writes landing while it
+    runs cannot fake a failure (the connection must not have begun a transaction yet)."""
+    if snapshot:
+        await connection.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     results = []
     for check in CHECKS:
         rows = (await connection.execute(text(check.sql + f" LIMIT {MAX_REPORTED_ROWS}"))).mappings().all()

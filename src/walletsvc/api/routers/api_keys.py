@@ -26,7 +26,11 @@ router = APIRouter(prefix="/v1/admin/api-keys", tags=["admin: api keys"], route_
 )
 async def create_key(body: ApiKeyCreate, session: SessionDep, admin: AdminDep) -> ApiKeyCreated:
     new = await create_api_key(
-        session, scopes=frozenset(body.scopes), tenant_id=body.tenant_id, name=body.name, created_by=admin.actor
+        session,
+        scopes=frozenset(body.scopes),
+        tenant_id=body.tenant_id,
+        name=body.name,
+        created_by=admin.actor,
     )
     return ApiKeyCreated(**ApiKeyOut.of(new.record).model_dump(), key=new.key)
 

@@ -13,7 +13,13 @@ from fastapi.responses import StreamingResponse
 
 from walletsvc.api.deps import AdminDep, SessionDep, WalletReaderDep
 from walletsvc.api.routing import TransactionalRoute
-from walletsvc.api.schemas.common import Page, decode_int_cursor, encode_cursor, problem_responses
+from walletsvc.api.schemas.common import (
+    NO_NUL_PATTERN,
+    Page,
+    decode_int_cursor,
+    encode_cursor,
+    problem_responses,
+)
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN, TransactionOut
 from walletsvc.db.engine import Database
 from walletsvc.db.repositories.ledger import LedgerFilter, LedgerRepository, stream_entries
@@ -25,9 +31,15 @@ router = APIRouter(tags=["transactions"], route_class=TransactionalRoute)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)  # a time without an offset is taken as UTC
-    return moment
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # a time without an offset is taken as UTC
+    try:
+        # 0001-01-01T00:00+05:00 is before year 1 in UTC: no datetime, and no PostgreSQL timestamp, holds it.
+        return moment.astimezone(UTC)
+    except OverflowError as exc:
+        raise InvalidRequest("the time is out of range") from exc
 
 
 class Filters:
@@ -35,10 +47,12 @@ class Filters:
 
     def __init__(
         self,
-        type: Annotated[EntryType | None, Query(description="Only rows of this type")] = None,  # noqa: A002
-        since: Annotated[datetime | None, Query(description="From this time on (inclusive), ISO 8601")] = None,
+        type: Annotated[EntryType | None, Query(description="Only rows of this type")] = None,
+        since: Annotated[
+            datetime | None, Query(description="From this time on (inclusive), ISO 8601")
+        ] = None,
         until: Annotated[datetime | None, Query(description="Before this time (exclusive), ISO 8601")] = None,
-        reference_id: Annotated[str | None, Query(max_length=200)] = None,
+        reference_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL_PATTERN)] = None,
     ) -> None:
         self.type = type
         self.since = _aware(since)
@@ -160,9 +174,14 @@ async def _csv_chunks(db: Database, f: LedgerFilter, rows_per_chunk: int = 500) 
     "/v1/transactions/export.csv",
     summary="The caller's ledger as CSV, streamed",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/csv": {}}, "description": "CSV, newest first"}, **problem_responses(403)},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "CSV, newest first"},
+        **problem_responses(403),
+    },
 )
-async def export_transactions(request: Request, caller: WalletReaderDep, filters: FiltersDep) -> StreamingResponse:
+async def export_transactions(
+    request: Request, caller: WalletReaderDep, filters: FiltersDep
+) -> StreamingResponse:
     tenant_id = caller.own_tenant()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return StreamingResponse(

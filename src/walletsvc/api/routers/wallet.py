@@ -13,7 +13,9 @@ from walletsvc.db.repositories.wallets import WalletRepository
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], route_class=TransactionalRoute)
 
 
-@router.get("", summary="Balance, reserved, available, threshold, flags", responses=problem_responses(403, 404))
+@router.get(
+    "", summary="Balance, reserved, available, threshold, flags", responses=problem_responses(403, 404)
+)
 async def get_wallet(session: SessionDep, caller: WalletReaderDep) -> WalletOut:
     tenant_id = caller.own_tenant()
     wallets = WalletRepository(session)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from walletsvc.api.schemas.common import NO_NUL_PATTERN
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
 from walletsvc.db.repositories.api_keys import ApiKeyRecord
 from walletsvc.domain.access import Scope
@@ -14,9 +15,11 @@ from walletsvc.domain.access import Scope
 class ApiKeyCreate(BaseModel):
     scopes: list[Scope] = Field(min_length=1, examples=[["usage:write"]])
     tenant_id: str | None = Field(
-        default=None, pattern=TENANT_ID_PATTERN, description="Bind the key to one tenant; omit for platform-wide"
+        default=None,
+        pattern=TENANT_ID_PATTERN,
+        description="Bind the key to one tenant; omit for platform-wide",
     )
-    name: str = Field(default="", max_length=200)
+    name: str = Field(default="", max_length=200, pattern=NO_NUL_PATTERN)
 
 
 class ApiKeyOut(BaseModel):

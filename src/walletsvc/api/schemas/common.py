@@ -12,6 +12,9 @@ from walletsvc.domain.errors import InvalidRequest
 
 T = TypeVar("T")
 
+# PostgreSQL text cannot hold a NUL character: refuse it at the edge (422) instead of failing in the database.
+NO_NUL_PATTERN = r"^[^\x00]*$"
+
 
 class MoneyOut(BaseModel):
     """An amount in the currency's minor unit (paise, cents; yen have none)."""
@@ -52,7 +55,8 @@ def decode_int_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
     kind, _, value = _decode(cursor)
-    if kind != "int" or not value.isdigit():
+    # isdigit() alone lets through "²" (int() refuses it) and numbers past PostgreSQL's bigint.
+    if kind != "int" or not (value.isascii() and value.isdigit()) or int(value) >= 2**63:
         raise InvalidRequest("the cursor is not valid")
     return int(value)
 
@@ -61,7 +65,7 @@ def decode_str_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     kind, _, value = _decode(cursor)
-    if kind != "str" or not value:
+    if kind != "str" or not value or not value.isprintable():  # PostgreSQL text cannot hold a NUL
         raise InvalidRequest("the cursor is not valid")
     return value
 
@@ -77,7 +81,11 @@ def _decode(cursor: str) -> tuple[str, str, str]:
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """For a route's `responses=`: the problems it may answer, so that openapi.yaml shows them."""
     return {
-        status: {"model": Problem, "content": {"application/problem+json": {}}, "description": _TITLES[status]}
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {}},
+            "description": _TITLES[status],
+        }
         for status in sorted({401, 422, *statuses})
     }
 

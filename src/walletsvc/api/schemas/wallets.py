@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
 
-from walletsvc.api.schemas.common import MoneyOut
+from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.db.repositories.wallets import AutoTopupSettings
 from walletsvc.domain.errors import UnknownCurrency
 from walletsvc.domain.ledger import EntryType, LedgerEntry, Wallet
@@ -53,14 +53,16 @@ class WalletOut(BaseModel):
             low_balance_threshold=MoneyOut.of(wallet.low_balance_threshold, c),
             below_threshold=wallet.below_threshold,
             flagged=wallet.flagged,
-            auto_topup=AutoTopupOut(enabled=at.enabled, threshold=money(at.threshold), amount=money(at.amount)),
+            auto_topup=AutoTopupOut(
+                enabled=at.enabled, threshold=money(at.threshold), amount=money(at.amount)
+            ),
             updated_at=wallet.updated_at,
         )
 
 
 class TenantCreate(BaseModel):
     id: str = Field(pattern=TENANT_ID_PATTERN, description="The platform's own id for the tenant")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)
     country: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3, e.g. IND")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217; the wallet's currency, fixed")
     data_residency_region: str | None = Field(default=None, max_length=64, pattern=r"^[a-z0-9-]+$")
@@ -147,7 +149,7 @@ class AdjustmentCreate(BaseModel):
     currency: str | None = Field(
         default=None, pattern=r"^[A-Z]{3}$", description="Optional; must be the wallet's currency"
     )
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL_PATTERN)
     allow_negative: StrictBool = Field(default=False, description="Let a debit take the balance below zero")
 
     @field_validator("amount")

@@ -111,7 +111,7 @@ class IdempotencyStore:
                 text("DELETE FROM idempotency_keys WHERE created_at < now() - CAST(:age AS interval)"),
                 {"age": f"{int(age.total_seconds())} seconds"},
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return int(result.rowcount)
 
 
 def _complete_stmt(claim: Claim, response: StoredResponse):  # type: ignore[no-untyped-def]

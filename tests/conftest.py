@@ -1,0 +1,171 @@
+"""Shared fixtures: a real PostgreSQL (embedded by default, or TEST_DATABASE_URL), the app, clients.
+
+Every test session gets a fresh database, migrated with the real alembic migrations. At the end of
+the session `ledger verify` runs over everything the suite wrote, and must pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from walletsvc.app import create_app
+from walletsvc.config import Settings
+from walletsvc.db.embedded import start_embedded
+from walletsvc.db.engine import Database, normalise_url
+from walletsvc.db.migrate import upgrade_to_head
+from walletsvc.services.ledger_verify import verify_ledger
+
+JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
+
+
+def _asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    name = f"walletsvc_test_{uuid.uuid4().hex[:10]}"
+    if server_url:
+        admin_dsn = _asyncpg_dsn(normalise_url(server_url))
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        url = make_url(normalise_url(server_url)).set(database=name).render_as_string(hide_password=False)
+    else:
+        data_dir = tmp_path_factory.mktemp("pg")
+        url = await asyncio.to_thread(start_embedded, data_dir, name)
+    await asyncio.to_thread(upgrade_to_head, url)
+    yield url
+    if server_url:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        jwt_secret=JWT_SECRET,
+        idempotency_lock_seconds=30,
+    )
+
+
+@pytest.fixture(scope="session")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    database = Database.connect(database_url, pool_size=20, max_overflow=30)
+    yield database
+    # The whole suite's writes must leave every ledger invariant intact.
+    async with database.engine.connect() as conn:
+        results, _ = await verify_ledger(conn)
+    await database.dispose()
+    broken = {r.check.name: r.offending for r in results if not r.ok}
+    assert not broken, f"ledger verify failed after the suite: {broken}"
+
+
+@pytest.fixture
+async def db_session(db: Database) -> AsyncIterator[AsyncSession]:
+    """A session inside a transaction that is rolled back after the test."""
+    async with db.engine.connect() as conn:
+        outer = await conn.begin()
+        session = AsyncSession(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            await session.close()
+            await outer.rollback()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, db: Database) -> Any:
+    return create_app(settings, database=db)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://walletsvc.test") as c:
+        yield c
+
+
+def make_token(
+    *,
+    role: str,
+    tenant_id: str | None = None,
+    sub: str | None = None,
+    expires_in: int = 3600,
+    secret: str = JWT_SECRET,
+    algorithm: str = "HS256",
+    **claims: Any,
+) -> str:
+    payload: dict[str, Any] = {"sub": sub or f"user-{uuid.uuid4().hex[:8]}", "role": role}
+    payload["exp"] = int(time.time()) + expires_in
+    if tenant_id is not None:
+        payload["tenant_id"] = tenant_id
+    payload.update(claims)
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="session")
+def admin_headers() -> dict[str, str]:
+    return bearer(make_token(role="super_admin", sub="admin-1"))
+
+
+def new_tenant_id() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+TenantFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def create_tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> TenantFactory:
+    """Open a tenant through the API; optionally fund its wallet by an adjustment."""
+
+    async def _create(
+        currency: str = "INR", country: str = "IND", balance: int = 0, **fields: Any
+    ) -> dict[str, Any]:
+        body = {"id": new_tenant_id(), "name": "Acme Calls", "country": country, "currency": currency, **fields}
+        response = await client.post("/v1/admin/tenants", json=body, headers=admin_headers)
+        assert response.status_code == 201, response.text
+        tenant: dict[str, Any] = response.json()
+        if balance:
+            funded = await client.post(
+                f"/v1/admin/tenants/{tenant['id']}/adjustments",
+                json={"amount": balance, "reason": "test funding"},
+                headers=admin_headers,
+            )
+            assert funded.status_code == 201, funded.text
+        return tenant
+
+    return _create
+
+
+def owner_headers(tenant_id: str) -> dict[str, str]:
+    return bearer(make_token(role="owner", tenant_id=tenant_id))
+
+
+def member_headers(tenant_id: str) -> dict[str, str]:
+    return bearer(make_token(role="member", tenant_id=tenant_id))
