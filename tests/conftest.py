@@ -147,7 +147,13 @@ def create_tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> T
     async def _create(
         currency: str = "INR", country: str = "IND", balance: int = 0, **fields: Any
     ) -> dict[str, Any]:
-        body = {"id": new_tenant_id(), "name": "Acme Calls", "country": country, "currency": currency, **fields}
+        body = {
+            "id": new_tenant_id(),
+            "name": "Acme Calls",
+            "country": country,
+            "currency": currency,
+            **fields,
+        }
         response = await client.post("/v1/admin/tenants", json=body, headers=admin_headers)
         assert response.status_code == 201, response.text
         tenant: dict[str, Any] = response.json()

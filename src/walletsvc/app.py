@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from walletsvc import __version__
 from walletsvc.api.docs import install_docs
 from walletsvc.api.errors import install_error_handlers
-from walletsvc.api.metrics import RequestContextMiddleware
+from walletsvc.api.middleware import RequestContextMiddleware
 from walletsvc.api.routers import api_keys, ops, tenants, transactions, wallet
 from walletsvc.config import Settings, get_settings
 from walletsvc.db.engine import Database, resolve_database_url

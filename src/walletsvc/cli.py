@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -49,6 +50,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     import uvicorn
 
+    # uvicorn re-raises SIGTERM after its graceful shutdown; with the default handler the process would
+    # then die without running atexit hooks, and pgserver's hook is what stops the embedded PostgreSQL.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     uvicorn.run(
         "walletsvc.app:create_app",
         factory=True,

@@ -134,7 +134,9 @@ async def test_token_with_unknown_role_is_unauthorized(
 
 
 @pytest.mark.parametrize("role", ["member", "owner"])
-async def test_tenant_role_token_without_tenant_id_is_unauthorized(client: httpx.AsyncClient, role: str) -> None:
+async def test_tenant_role_token_without_tenant_id_is_unauthorized(
+    client: httpx.AsyncClient, role: str
+) -> None:
     _assert_unauthorized(await client.get("/v1/wallet", headers=bearer(make_token(role=role))))
     token = make_token(role=role, tenant_id="")
     _assert_unauthorized(await client.get("/v1/wallet", headers=bearer(token)))
@@ -177,9 +179,13 @@ def rsa_public_pem(rsa_private_key: rsa.RSAPrivateKey) -> str:
 
 
 @pytest.fixture
-async def rs256_client(settings: Settings, db: Database, rsa_public_pem: str) -> AsyncIterator[httpx.AsyncClient]:
+async def rs256_client(
+    settings: Settings, db: Database, rsa_public_pem: str
+) -> AsyncIterator[httpx.AsyncClient]:
     """The same database, behind an app that verifies portal tokens with an RSA public key only."""
-    rs_settings = settings.model_copy(update={"jwt_public_key": SecretStr(rsa_public_pem), "jwt_secret": None})
+    rs_settings = settings.model_copy(
+        update={"jwt_public_key": SecretStr(rsa_public_pem), "jwt_secret": None}
+    )
     rs_app = create_app(rs_settings, database=db)
     transport = httpx.ASGITransport(app=rs_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://walletsvc.test") as c:
@@ -295,7 +301,9 @@ async def test_ledger_rows_name_the_admin_who_made_them(
     tenant = await create_tenant()
     headers = bearer(make_token(role="super_admin", sub="ops-alice"))
     response = await client.post(
-        f"/v1/admin/tenants/{tenant['id']}/adjustments", json={"amount": 5, "reason": "goodwill"}, headers=headers
+        f"/v1/admin/tenants/{tenant['id']}/adjustments",
+        json={"amount": 5, "reason": "goodwill"},
+        headers=headers,
     )
     assert response.status_code == 201, response.text
     assert response.json()["transaction"]["actor"] == "user:ops-alice"
@@ -329,7 +337,9 @@ async def test_created_api_key_is_shown_once_and_never_listed(
     secret = key.removeprefix(f"wsk_{created['id']}_")
     assert len(secret) >= 32
 
-    listing = await client.get("/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]})
+    listing = await client.get(
+        "/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]}
+    )
     assert listing.status_code == 200
     assert [item["id"] for item in listing.json()] == [created["id"]]
     assert all("key" not in item for item in listing.json())
@@ -382,7 +392,9 @@ async def test_tenant_key_with_wallet_read_reads_only_its_own_tenant(
     # The other tenant's data is only reachable through admin routes, which this key may not use.
     response = await client.get(f"/v1/admin/tenants/{other['id']}/wallet", headers=bearer(key))
     assert response.status_code == 403
-    response = await client.get("/v1/admin/transactions", headers=bearer(key), params={"tenant_id": other["id"]})
+    response = await client.get(
+        "/v1/admin/transactions", headers=bearer(key), params={"tenant_id": other["id"]}
+    )
     assert response.status_code == 403
 
 
@@ -464,11 +476,15 @@ async def test_revoked_key_is_unauthorized(
     assert "key" not in response.json()
 
     _assert_unauthorized(await client.get("/v1/wallet", headers=bearer(created["key"])))
-    listing = await client.get("/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]})
+    listing = await client.get(
+        "/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]}
+    )
     assert [item["revoked_at"] is not None for item in listing.json()] == [True]
 
 
-async def test_revoking_an_unknown_key_is_not_found(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+async def test_revoking_an_unknown_key_is_not_found(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     response = await client.delete(f"/v1/admin/api-keys/{uuid.uuid4().hex[:16]}", headers=admin_headers)
     assert response.status_code == 404
     assert response.json()["code"] == "NOT_FOUND"
@@ -485,11 +501,15 @@ async def test_tenant_bound_key_cannot_have_the_admin_scope(
     )
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "VALIDATION_FAILED"
-    listing = await client.get("/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]})
+    listing = await client.get(
+        "/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]}
+    )
     assert listing.json() == []
 
 
-async def test_key_for_an_unknown_tenant_is_not_found(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
+async def test_key_for_an_unknown_tenant_is_not_found(
+    client: httpx.AsyncClient, admin_headers: dict[str, str]
+) -> None:
     tenant_id = new_tenant_id()
     response = await client.post(
         "/v1/admin/api-keys", json={"scopes": ["wallet:read"], "tenant_id": tenant_id}, headers=admin_headers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 
 import httpx
@@ -29,7 +30,9 @@ async def test_200_concurrent_debits_on_150_give_150_successes_and_50_refusals(
     wallet = (await client.get(f"/v1/admin/tenants/{tenant['id']}/wallet", headers=admin_headers)).json()
     assert wallet["balance"] == {"amount": 0, "currency": "INR"}
     # Every success saw a distinct balance: 149 down to 0, each exactly once.
-    afters = sorted(r.json()["transaction"]["balance_after"]["amount"] for r in responses if r.status_code == 201)
+    afters = sorted(
+        r.json()["transaction"]["balance_after"]["amount"] for r in responses if r.status_code == 201
+    )
     assert afters == list(range(150))
     async with db.engine.connect() as conn:
         results, _ = await verify_ledger(conn)
@@ -55,5 +58,5 @@ async def test_concurrent_credits_and_debits_lose_no_update(
     assert len(rows) == 101
     assert rows[0]["balance_after"] == {"amount": 1_250, "currency": "JPY"}
     # Newest first: each row starts where the one before it (older) ended.
-    for newer, older in zip(rows, rows[1:], strict=False):
+    for newer, older in itertools.pairwise(rows):
         assert newer["balance_before"] == older["balance_after"]

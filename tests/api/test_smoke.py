@@ -5,7 +5,9 @@ import httpx
 from tests.conftest import TenantFactory, member_headers
 
 
-async def test_new_tenant_wallet_starts_at_zero(client: httpx.AsyncClient, create_tenant: TenantFactory) -> None:
+async def test_new_tenant_wallet_starts_at_zero(
+    client: httpx.AsyncClient, create_tenant: TenantFactory
+) -> None:
     tenant = await create_tenant(currency="INR", balance=500)
     response = await client.get("/v1/wallet", headers=member_headers(tenant["id"]))
     assert response.status_code == 200, response.text

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.integration.test_wallet_repository import adjustment
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.tenants import Tenant
 from walletsvc.services.ledger_verify import verify_ledger
-from tests.integration.test_wallet_repository import adjustment
 
 
 async def _broken(session: AsyncSession, tenant_id: str) -> dict[str, list[dict[str, object]]]:
@@ -44,11 +44,21 @@ async def test_balance_edited_behind_the_ledger_is_found(db_session: AsyncSessio
     assert broken["balance_equals_ledger_sum"][0]["ledger_sum"] == 500
 
 
-async def test_a_forged_row_breaks_the_chain_and_the_sequence(db_session: AsyncSession, tenant: Tenant) -> None:
+async def test_a_forged_row_breaks_the_chain_and_the_sequence(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
     await WalletRepository(db_session).apply(adjustment(tenant.id, 500))
     await db_session.execute(
         _INSERT,
-        {"t": tenant.id, "seq": 3, "type": "adjustment", "amount": 10, "currency": "INR", "before": 0, "after": 10},
+        {
+            "t": tenant.id,
+            "seq": 3,
+            "type": "adjustment",
+            "amount": 10,
+            "currency": "INR",
+            "before": 0,
+            "after": 10,
+        },
     )
     broken = await _broken(db_session, tenant.id)
     assert {"chain_unbroken", "sequence_contiguous", "balance_equals_ledger_sum"} <= broken.keys()
@@ -57,7 +67,15 @@ async def test_a_forged_row_breaks_the_chain_and_the_sequence(db_session: AsyncS
 async def test_a_charge_below_zero_is_found(db_session: AsyncSession, tenant: Tenant) -> None:
     await db_session.execute(
         _INSERT,
-        {"t": tenant.id, "seq": 1, "type": "usage_charge", "amount": -10, "currency": "INR", "before": 0, "after": -10},
+        {
+            "t": tenant.id,
+            "seq": 1,
+            "type": "usage_charge",
+            "amount": -10,
+            "currency": "INR",
+            "before": 0,
+            "after": -10,
+        },
     )
     await db_session.execute(
         text("UPDATE wallets SET balance = -10, ledger_seq = 1 WHERE tenant_id = :t"), {"t": tenant.id}
@@ -69,7 +87,15 @@ async def test_a_charge_below_zero_is_found(db_session: AsyncSession, tenant: Te
 async def test_a_row_in_another_currency_is_found(db_session: AsyncSession, tenant: Tenant) -> None:
     await db_session.execute(
         _INSERT,
-        {"t": tenant.id, "seq": 1, "type": "adjustment", "amount": 10, "currency": "USD", "before": 0, "after": 10},
+        {
+            "t": tenant.id,
+            "seq": 1,
+            "type": "adjustment",
+            "amount": 10,
+            "currency": "USD",
+            "before": 0,
+            "after": 10,
+        },
     )
     await db_session.execute(
         text("UPDATE wallets SET balance = 10, ledger_seq = 1 WHERE tenant_id = :t"), {"t": tenant.id}

@@ -37,7 +37,7 @@ async def test_new_wallet_is_empty_in_the_tenant_currency(db_session: AsyncSessi
 
 async def test_credit_then_debit_chains_balances(db_session: AsyncSession, tenant: Tenant) -> None:
     wallets = WalletRepository(db_session)
-    w1, e1 = await wallets.apply(adjustment(tenant.id, 1_000))
+    _w1, e1 = await wallets.apply(adjustment(tenant.id, 1_000))
     w2, e2 = await wallets.apply(adjustment(tenant.id, -250))
     assert (e1.seq, e1.balance_before, e1.balance_after) == (1, 0, 1_000)
     assert (e2.seq, e2.balance_before, e2.balance_after) == (2, 1_000, 750)
@@ -46,7 +46,9 @@ async def test_credit_then_debit_chains_balances(db_session: AsyncSession, tenan
     assert e2.counter_account == "adjustments"
 
 
-async def test_debit_beyond_balance_raises_and_writes_nothing(db_session: AsyncSession, tenant: Tenant) -> None:
+async def test_debit_beyond_balance_raises_and_writes_nothing(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
     wallets = WalletRepository(db_session)
     await wallets.apply(adjustment(tenant.id, 100))
     with pytest.raises(InsufficientFunds) as refused:
@@ -73,7 +75,9 @@ async def test_allow_negative_adjustment_goes_below_zero(db_session: AsyncSessio
     assert entry.allow_negative
 
 
-async def test_other_currency_is_a_mismatch_not_a_conversion(db_session: AsyncSession, tenant: Tenant) -> None:
+async def test_other_currency_is_a_mismatch_not_a_conversion(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
     with pytest.raises(CurrencyMismatch):
         await WalletRepository(db_session).apply(adjustment(tenant.id, 100, currency="USD"))
 

@@ -24,7 +24,9 @@ def _imports(path: Path) -> set[str]:
 def test_domain_modules_import_only_the_standard_library() -> None:
     allowed = set(sys.stdlib_module_names) | {"walletsvc", "__future__"}
     offenders = {
-        path.name: sorted(_imports(path) - allowed) for path in DOMAIN.glob("*.py") if _imports(path) - allowed
+        path.name: sorted(_imports(path) - allowed)
+        for path in DOMAIN.glob("*.py")
+        if _imports(path) - allowed
     }
     assert offenders == {}
 

@@ -57,9 +57,8 @@ def test_zero_amount_entry_is_refused() -> None:
         entry(0)
 
 
-def test_only_adjustments_may_go_negative() -> None:
+def test_only_adjustments_and_paid_out_refunds_may_go_negative() -> None:
     with pytest.raises(InvalidRequest):
         entry(-10, type=EntryType.USAGE_CHARGE, allow_negative=True)
     assert entry(-10, allow_negative=True).allow_negative
-
-
+    assert entry(-10, type=EntryType.TOPUP_REFUND, allow_negative=True).allow_negative

@@ -9,7 +9,8 @@ from walletsvc.domain.money import Money, minor_digits, to_minor_units
 
 
 @pytest.mark.parametrize(
-    ("currency", "digits"), [("JPY", 0), ("KRW", 0), ("INR", 2), ("USD", 2), ("EUR", 2), ("KWD", 3), ("BHD", 3)]
+    ("currency", "digits"),
+    [("JPY", 0), ("KRW", 0), ("INR", 2), ("USD", 2), ("EUR", 2), ("KWD", 3), ("BHD", 3)],
 )
 def test_minor_digits_follow_iso_4217(currency: str, digits: int) -> None:
     assert minor_digits(currency) == digits

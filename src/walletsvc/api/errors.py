@@ -105,12 +105,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # The framework's "error parsing the body" (nesting too deep, a number too long): bad input.
+            return problem(422, "VALIDATION_FAILED", "Validation failed", str(exc.detail), request)
         code, title = _HTTP_CODES.get(exc.status_code, ("HTTP_ERROR", "HTTP error"))
-        return problem(exc.status_code, code, title, str(exc.detail), request)
+        response = problem(exc.status_code, code, title, str(exc.detail), request)
+        response.headers.update(exc.headers or {})  # e.g. Allow on a 405
+        return response
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return problem(
-            500, "INTERNAL_ERROR", "Internal error", "an unexpected error; quote the request_id", request
-        )
+
+def unexpected_error_response() -> JSONResponse:
+    """The 500 answer, built inside the request context (so it carries the request id)."""
+    log.exception("unhandled error")
+    return problem(500, "INTERNAL_ERROR", "Internal error", "an unexpected error; quote the request_id", None)

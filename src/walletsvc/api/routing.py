@@ -18,7 +18,10 @@ from walletsvc.api.deps import IdempotentReplay
 from walletsvc.api.errors import problem_for
 from walletsvc.db.engine import Database
 from walletsvc.db.repositories.idempotency import Claim, IdempotencyStore, StoredResponse
-from walletsvc.domain.errors import WalletError
+from walletsvc.domain.errors import Forbidden, Unauthorized, WalletError
+
+# Refusals about the credentials, not the request: a retry with the right credentials must run.
+_NOT_AN_ANSWER = (Unauthorized, Forbidden)
 
 
 def _stored(response: Response) -> StoredResponse:
@@ -52,12 +55,22 @@ class TransactionalRoute(APIRoute):
                 except IdempotentReplay as replay:
                     return _replayed(replay.stored)
                 except WalletError as exc:
-                    await session.rollback()
                     refusal = problem_for(exc, request)
                     claim: Claim | None = getattr(request.state, "idempotency_claim", None)
+                    if exc.keep_changes:
+                        # A top-up or refund that reached its provider stays on record (pending, or
+                        # failed with its reason); the key is freed so that a retry may run.
+                        await session.commit()
+                        if claim is not None:
+                            await store.release(claim)
+                        return refusal
+                    await session.rollback()
                     if claim is not None:
-                        # A business refusal is an answer too: the same request gets the same refusal.
-                        await store.complete_alone(claim, _stored(refusal))
+                        if isinstance(exc, _NOT_AN_ANSWER):
+                            await store.release(claim)
+                        else:
+                            # A business refusal is an answer too: the same request gets the same refusal.
+                            await store.complete_alone(claim, _stored(refusal))
                     return refusal
                 except BaseException:
                     await session.rollback()

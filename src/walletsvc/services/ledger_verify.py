@@ -72,10 +72,11 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "negative_only_by_adjustment",
-        "no debit takes a balance below zero except an admin adjustment that says so",
+        "no debit takes a balance below zero except an admin adjustment or a paid-out refund that says so",
         """
         SELECT tenant_id, id, type, amount, balance_after FROM ledger_entries
-         WHERE amount < 0 AND balance_after < 0 AND NOT (type = 'adjustment' AND allow_negative)
+         WHERE amount < 0 AND balance_after < 0
+           AND NOT (type IN ('adjustment', 'topup_refund') AND allow_negative)
         """,
     ),
     Check(
