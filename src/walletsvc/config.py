@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     razorpay_api_base: str = "https://api.razorpay.com"
     portal_success_url: str = "http://localhost:3000/billing?topup=success"
     portal_cancel_url: str = "http://localhost:3000/billing?topup=cancelled"
+    provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_circuit_failures: int = Field(default=5, ge=1)
+    provider_circuit_reset_seconds: float = Field(default=30.0, gt=0)
+
+    # Top-up limits per currency, in minor units, as JSON: {"INR": 1000} is Rs 10.00. A currency not
+    # listed has a minimum of one major unit and a maximum of 100,000 major units.
+    topup_minimums: dict[str, int] = Field(default_factory=lambda: {"INR": 1000, "USD": 500, "EUR": 500})
+    topup_maximums: dict[str, int] = Field(default_factory=lambda: {"INR": 50_000_000, "USD": 1_000_000})
+    # `walletsvc reconcile` asks the provider about top-ups pending longer than this.
+    reconcile_after_seconds: int = Field(default=300, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -22,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 metadata = MetaData()
 
@@ -113,4 +114,101 @@ idempotency_keys = Table(
     Column("locked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     _created_at(),
     PrimaryKeyConstraint("scope", "key"),
+)
+
+topups = Table(
+    "topups",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("provider", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("checkout_kind", Text, nullable=False),
+    Column("save_payment_method", Boolean, nullable=False, server_default="false"),
+    Column("provider_checkout_id", Text),
+    Column("provider_payment_id", Text),
+    Column("credited_amount", BigInteger),
+    Column("bonus_amount", BigInteger),
+    Column("bonus_rule_id", Text),
+    Column("refunded_amount", BigInteger, nullable=False, server_default="0"),
+    Column("status_reason", Text),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("succeeded_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+topup_events = Table(
+    "topup_events",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("topup_id", String(40), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+stripe_customers = Table(
+    "stripe_customers",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("default_payment_method", Text),
+    _created_at(),
+)
+
+bonus_rules = Table(
+    "bonus_rules",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("min_amount", BigInteger, nullable=False),
+    Column("percent", Numeric(7, 4)),
+    Column("fixed_amount", BigInteger),
+    Column("starts_at", DateTime(timezone=True)),
+    Column("ends_at", DateTime(timezone=True)),
+    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("provider", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("tenant_id", String(64)),
+    Column("payload", JSONB, nullable=False),
+    Column("outcome", Text, nullable=False, server_default=""),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("provider", "event_id"),
+)
+
+topup_refunds = Table(
+    "topup_refunds",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("topup_id", String(40), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("provider_refund_id", Text),
+    Column("reason", Text, nullable=False),
+    Column("forced", Boolean, nullable=False, server_default="false"),
+    Column("debited", Boolean, nullable=False, server_default="false"),
+    Column("failure_reason", Text),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "id"),
 )

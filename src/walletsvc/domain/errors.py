@@ -6,6 +6,10 @@ from __future__ import annotations
 class WalletError(Exception):
     """Base of every expected business error; never a 500."""
 
+    # Set when what was written before the error must still be committed: a top-up or refund that
+    # reached a provider call stays on record (pending, or failed with its reason), never lost.
+    keep_changes: bool = False
+
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -71,3 +75,42 @@ class IdempotencyKeyReused(WalletError):
 
 class IdempotencyInProgress(WalletError):
     """An Idempotency-Key whose first request is still being processed."""
+
+
+class BelowMinimum(WalletError):
+    """An amount under the smallest one allowed (a top-up under the minimum recharge, a balance under
+    the minimum needed to place a call)."""
+
+    def __init__(self, detail: str, *, minimum: int, currency: str) -> None:
+        super().__init__(detail)
+        self.minimum = minimum
+        self.currency = currency
+
+
+class AboveMaximum(WalletError):
+    """An amount over the largest one allowed."""
+
+    def __init__(self, detail: str, *, maximum: int, currency: str) -> None:
+        super().__init__(detail)
+        self.maximum = maximum
+        self.currency = currency
+
+
+class InvalidSignature(WalletError):
+    """A webhook or payment signature that does not verify: forged, tampered, stale or unsigned."""
+
+
+class InvalidPayment(WalletError):
+    """A payment that does not belong to the top-up, or is not (yet) captured by the provider."""
+
+
+class ProviderNotConfigured(WalletError):
+    """The provider chosen for this payment has no credentials here."""
+
+
+class ProviderUnavailable(WalletError):
+    """The provider timed out, failed with a 5xx, or its circuit is open after repeated failures."""
+
+
+class Conflict(WalletError):
+    """The thing is in a state that does not allow this (a refund of a top-up that never succeeded)."""

@@ -31,6 +31,9 @@ class CounterAccount(StrEnum):
     ADJUSTMENTS = "adjustments"
 
 
+MAY_GO_NEGATIVE = frozenset({EntryType.ADJUSTMENT, EntryType.TOPUP_REFUND})
+
+
 @dataclass(frozen=True, slots=True)
 class Wallet:
     tenant_id: str
@@ -62,14 +65,15 @@ class EntryRequest:
     reference_id: str
     description: str
     actor: str
-    # Only an admin adjustment that says so may take a balance below zero.
+    # Only an admin adjustment that says so, or a refund the provider has already paid out, may take a
+    # balance below zero.
     allow_negative: bool = False
 
     def __post_init__(self) -> None:
         if self.amount.amount == 0:
             raise InvalidRequest("a ledger entry moves a non-zero amount")
-        if self.allow_negative and self.type is not EntryType.ADJUSTMENT:
-            raise InvalidRequest("only an adjustment may take a balance below zero")
+        if self.allow_negative and self.type not in MAY_GO_NEGATIVE:
+            raise InvalidRequest("only an adjustment or a top-up refund may take a balance below zero")
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,11 +45,14 @@ def check_currency(currency: str) -> str:
     return currency
 
 
+def round_minor(value: Decimal) -> int:
+    """The one rounding rule: a Decimal count of minor units to a whole one, half away from zero."""
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def to_minor_units(value: Decimal, currency: str) -> int:
-    """The one rounding rule: a Decimal amount in major units, half up, to whole minor units."""
-    exponent = minor_digits(currency)
-    scaled = (value * (Decimal(10) ** exponent)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
-    return int(scaled)
+    """A Decimal amount in major units (rupees, dollars) to whole minor units, by the one rounding rule."""
+    return round_minor(value * (Decimal(10) ** minor_digits(currency)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,32 @@
+"""Which payment provider takes a top-up: DESIGN.md's five rules, in their order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from walletsvc.domain.tenants import ProviderName
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    provider: ProviderName
+    rule: str  # which rule decided, for logs and support
+
+
+def choose_provider(
+    *,
+    currency: str,
+    country: str,
+    data_residency_region: str | None = None,
+    tenant_setting: ProviderName | None = None,
+    override: ProviderName | None = None,
+) -> Route:
+    if override is not None:
+        return Route(override, "admin override")
+    if tenant_setting is not None:
+        return Route(tenant_setting, "tenant setting")
+    if currency == "INR" or country == "IND":
+        return Route(ProviderName.RAZORPAY, "INR or India")
+    if data_residency_region is not None and data_residency_region.startswith("ap-south"):
+        return Route(ProviderName.RAZORPAY, "ap-south data residency")
+    return Route(ProviderName.STRIPE, "default")

@@ -1,0 +1,243 @@
+"""Stripe: Checkout Sessions, PaymentIntents, customers and refunds, over Stripe's async client on httpx."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import stripe
+
+from walletsvc.domain.errors import InvalidPayment, NotFound, ProviderNotConfigured, ProviderUnavailable
+from walletsvc.domain.money import Money
+from walletsvc.domain.tenants import ProviderName
+from walletsvc.domain.topups import CheckoutKind
+from walletsvc.providers.base import (
+    Checkout,
+    CheckoutRequest,
+    PaymentState,
+    PaymentStatus,
+    RefundResult,
+    RefundState,
+)
+from walletsvc.providers.circuit import CircuitBreaker
+
+_REFUND_STATES = {
+    "succeeded": RefundState.SUCCEEDED,
+    "pending": RefundState.PENDING,
+    "requires_action": RefundState.PENDING,
+    "failed": RefundState.FAILED,
+    "canceled": RefundState.FAILED,
+}
+
+
+def money_of(amount: int | None, currency: str | None) -> Money | None:
+    if amount is None or not currency:
+        return None
+    return Money(int(amount), currency.upper())
+
+
+class StripeGateway:
+    name = ProviderName.STRIPE
+
+    def __init__(
+        self,
+        *,
+        secret_key: str,
+        publishable_key: str | None,
+        api_base: str,
+        return_url: str,
+        cancel_url: str,
+        timeout: float,
+        breaker: CircuitBreaker,
+        max_network_retries: int = 2,
+    ) -> None:
+        self.publishable_key = publishable_key
+        self.return_url = return_url
+        self.cancel_url = cancel_url
+        self.breaker = breaker
+        self.client = stripe.StripeClient(
+            secret_key,
+            http_client=stripe.HTTPXClient(timeout=timeout),
+            base_addresses={"api": api_base.rstrip("/")},
+            max_network_retries=max_network_retries,
+        )
+
+    async def _call(self, call: Callable[[], Awaitable[Any]]) -> dict[str, Any]:
+        """Run one SDK call; answer a plain dict (SDK objects never leave this module)."""
+        self.breaker.before_call()
+        try:
+            result = await call()
+        except (stripe.APIConnectionError, stripe.RateLimitError) as exc:
+            self.breaker.record_failure()
+            raise ProviderUnavailable("Stripe could not be reached or is limiting requests") from exc
+        except stripe.AuthenticationError as exc:
+            raise ProviderNotConfigured("Stripe refused walletsvc's API key") from exc
+        except stripe.InvalidRequestError as exc:
+            self.breaker.record_success()
+            if exc.http_status == 404:
+                raise NotFound("Stripe object", str(exc.param or "requested")) from exc
+            raise InvalidPayment(f"Stripe refused the request: {exc.user_message or exc.code}") from exc
+        except stripe.StripeError as exc:
+            status = exc.http_status or 0
+            if status >= 500 or status == 0:
+                self.breaker.record_failure()
+                raise ProviderUnavailable("Stripe failed to answer") from exc
+            self.breaker.record_success()
+            raise InvalidPayment(f"Stripe refused the request: {exc.user_message or exc.code}") from exc
+        self.breaker.record_success()
+        plain: dict[str, Any] = result.to_dict()
+        return plain
+
+    async def ensure_customer(self, *, tenant_id: str, name: str) -> str:
+        customer = await self._call(
+            lambda: self.client.v1.customers.create_async(
+                params={"name": name, "metadata": {"tenant_id": tenant_id}},
+                options={"idempotency_key": f"walletsvc:customer:{tenant_id}"},
+            )
+        )
+        return str(customer["id"])
+
+    async def create_checkout(self, request: CheckoutRequest, *, customer_id: str | None) -> Checkout:
+        metadata = {"topup_id": request.topup_id, "tenant_id": request.tenant_id}
+        key = f"walletsvc:topup:{request.topup_id}:checkout"
+        currency = request.amount.currency.lower()
+        if request.kind is CheckoutKind.CLIENT_SECRET:
+            intent_params: dict[str, Any] = {
+                "amount": request.amount.amount,
+                "currency": currency,
+                "metadata": metadata,
+                "description": f"Wallet top-up {request.topup_id}",
+                "automatic_payment_methods": {"enabled": True},
+            }
+            if customer_id:
+                intent_params["customer"] = customer_id
+            if request.save_payment_method:
+                intent_params["setup_future_usage"] = "off_session"
+            intent = await self._call(
+                lambda: self.client.v1.payment_intents.create_async(
+                    params=intent_params,  # type: ignore[arg-type]
+                    options={"idempotency_key": key},
+                )
+            )
+            return Checkout(
+                kind=CheckoutKind.CLIENT_SECRET,
+                checkout_id=str(intent["id"]),
+                payment_id=str(intent["id"]),
+                data={
+                    "client_secret": intent["client_secret"],
+                    "publishable_key": self.publishable_key,
+                    "payment_intent_id": intent["id"],
+                },
+            )
+        payment_intent_data: dict[str, Any] = {"metadata": metadata}
+        if request.save_payment_method:
+            payment_intent_data["setup_future_usage"] = "off_session"
+        session_params: dict[str, Any] = {
+            "mode": "payment",
+            "client_reference_id": request.topup_id,
+            "success_url": f"{self.return_url}?session_id={{CHECKOUT_SESSION_ID}}",
+            "cancel_url": self.cancel_url,
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": currency,
+                        "unit_amount": request.amount.amount,
+                        "product_data": {"name": "Wallet top-up"},
+                    },
+                }
+            ],
+            "metadata": metadata,
+            "payment_intent_data": payment_intent_data,
+        }
+        if customer_id:
+            session_params["customer"] = customer_id
+        session = await self._call(
+            lambda: self.client.v1.checkout.sessions.create_async(
+                params=session_params,  # type: ignore[arg-type]
+                options={"idempotency_key": key},
+            )
+        )
+        return Checkout(
+            kind=CheckoutKind.REDIRECT,
+            checkout_id=str(session["id"]),
+            payment_id=_id_of(session.get("payment_intent")),
+            data={"url": session["url"], "expires_at": session.get("expires_at")},
+        )
+
+    async def retrieve_session(self, session_id: str) -> tuple[str | None, str | None, PaymentStatus]:
+        """The top-up and tenant a Checkout Session belongs to, and its payment state."""
+        session = await self._call(lambda: self.client.v1.checkout.sessions.retrieve_async(session_id))
+        metadata = session.get("metadata") or {}
+        return (
+            session.get("client_reference_id") or metadata.get("topup_id"),
+            metadata.get("tenant_id"),
+            session_status(session),
+        )
+
+    async def payment_status(self, checkout_id: str, kind: CheckoutKind) -> PaymentStatus:
+        if kind is CheckoutKind.CLIENT_SECRET:
+            intent = await self._call(lambda: self.client.v1.payment_intents.retrieve_async(checkout_id))
+            return intent_status(intent)
+        session = await self._call(lambda: self.client.v1.checkout.sessions.retrieve_async(checkout_id))
+        return session_status(session)
+
+    async def refund(
+        self, *, payment_id: str, amount: Money, refund_id: str, topup_id: str, tenant_id: str, reason: str
+    ) -> RefundResult:
+        refund = await self._call(
+            lambda: self.client.v1.refunds.create_async(
+                params={
+                    "payment_intent": payment_id,
+                    "amount": amount.amount,
+                    "reason": "requested_by_customer",
+                    "metadata": {
+                        "walletsvc_refund_id": refund_id,
+                        "topup_id": topup_id,
+                        "tenant_id": tenant_id,
+                    },
+                },
+                options={"idempotency_key": f"walletsvc:refund:{refund_id}"},
+            )
+        )
+        confirmed = money_of(refund.get("amount"), refund.get("currency")) or amount
+        return RefundResult(
+            refund_id=str(refund["id"]),
+            state=_REFUND_STATES.get(str(refund.get("status")), RefundState.PENDING),
+            amount=confirmed,
+        )
+
+
+def _id_of(value: Any) -> str | None:
+    """An expandable Stripe field: an id string, or the expanded object."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return str(value.get("id")) if hasattr(value, "get") else None
+
+
+def session_status(session: Any) -> PaymentStatus:
+    payment_id = _id_of(session.get("payment_intent"))
+    if session.get("payment_status") == "paid":
+        return PaymentStatus(
+            PaymentState.PAID, money_of(session.get("amount_total"), session.get("currency")), payment_id
+        )
+    if session.get("status") == "expired":
+        return PaymentStatus(PaymentState.FAILED, None, payment_id, "the checkout session expired")
+    return PaymentStatus(PaymentState.PENDING, None, payment_id)
+
+
+def intent_status(intent: Any) -> PaymentStatus:
+    status = intent.get("status")
+    if status == "succeeded":
+        return PaymentStatus(
+            PaymentState.PAID,
+            money_of(intent.get("amount_received"), intent.get("currency")),
+            intent.get("id"),
+        )
+    if status == "canceled":
+        return PaymentStatus(PaymentState.FAILED, None, intent.get("id"), "the payment was canceled")
+    error = intent.get("last_payment_error") or {}
+    reason = error.get("message") if hasattr(error, "get") else None
+    return PaymentStatus(PaymentState.PENDING, None, intent.get("id"), reason)
