@@ -29,6 +29,19 @@ from walletsvc.services.ledger_verify import verify_ledger
 
 JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
 
+# Fake providers: their HTTP is faked with respx at these bases; secrets are made per run.
+STRIPE_API_BASE = "https://stripe.test"
+STRIPE_SECRET_KEY = "sk_test_" + uuid.uuid4().hex
+STRIPE_PUBLISHABLE_KEY = "pk_test_" + uuid.uuid4().hex
+STRIPE_WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
+RAZORPAY_API_BASE = "https://razorpay.test"
+RAZORPAY_KEY_ID = "rzp_test_" + uuid.uuid4().hex[:14]
+RAZORPAY_KEY_SECRET = uuid.uuid4().hex
+RAZORPAY_WEBHOOK_SECRET = uuid.uuid4().hex
+PUBLIC_BASE_URL = "http://walletsvc.test"
+PORTAL_SUCCESS_URL = "https://portal.test/billing?topup=success"
+PORTAL_CANCEL_URL = "https://portal.test/billing?topup=cancelled"
+
 
 def _asyncpg_dsn(sqlalchemy_url: str) -> str:
     return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -66,6 +79,19 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         jwt_secret=JWT_SECRET,
         idempotency_lock_seconds=30,
+        public_base_url=PUBLIC_BASE_URL,
+        portal_success_url=PORTAL_SUCCESS_URL,
+        portal_cancel_url=PORTAL_CANCEL_URL,
+        stripe_secret_key=STRIPE_SECRET_KEY,
+        stripe_publishable_key=STRIPE_PUBLISHABLE_KEY,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        stripe_api_base=STRIPE_API_BASE,
+        razorpay_key_id=RAZORPAY_KEY_ID,
+        razorpay_key_secret=RAZORPAY_KEY_SECRET,
+        razorpay_webhook_secret=RAZORPAY_WEBHOOK_SECRET,
+        razorpay_api_base=RAZORPAY_API_BASE,
+        provider_max_retries=1,
+        provider_timeout_seconds=2,
     )
 
 

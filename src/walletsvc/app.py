@@ -14,11 +14,12 @@ from walletsvc import __version__
 from walletsvc.api.docs import install_docs
 from walletsvc.api.errors import install_error_handlers
 from walletsvc.api.middleware import RequestContextMiddleware
-from walletsvc.api.routers import api_keys, ops, tenants, transactions, wallet
+from walletsvc.api.routers import admin_topups, api_keys, ops, tenants, topups, transactions, wallet, webhooks
 from walletsvc.config import Settings, get_settings
 from walletsvc.db.engine import Database, resolve_database_url
 from walletsvc.db.repositories.idempotency import IdempotencyStore
 from walletsvc.services.auth import Authenticator
+from walletsvc.services.gateways import build_gateways, key_mode_warnings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
             )
             attach_database(app, owned)
+        for warning in key_mode_warnings(settings):
+            log.warning("payment configuration: %s", warning)
         purge = asyncio.create_task(
             _purge_idempotency_keys(
                 app.state.idempotency, timedelta(hours=settings.idempotency_retention_hours)
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             yield
         finally:
             purge.cancel()
+            await app.state.gateways.aclose()
             if owned is not None:
                 await owned.dispose()
 
@@ -83,11 +87,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.settings = settings
     app.state.db = None
     app.state.authenticator = Authenticator(settings)
+    app.state.gateways = build_gateways(settings)
     if database is not None:
         attach_database(app, database)
 
     install_error_handlers(app)
-    for module in (ops, tenants, wallet, transactions, api_keys):
+    for module in (ops, tenants, wallet, transactions, api_keys, topups, webhooks, admin_topups):
         app.include_router(module.router)
     install_docs(app)
     app.add_middleware(RequestContextMiddleware)

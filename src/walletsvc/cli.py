@@ -154,6 +154,36 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reconcile(settings: Settings, older_than: int) -> int:
+    from datetime import timedelta
+
+    from walletsvc.services.gateways import build_gateways
+    from walletsvc.services.reconcile import reconcile
+
+    url, _ = _database(settings)
+    db = Database.connect(url, pool_size=2, max_overflow=0)
+    gateways = build_gateways(settings)
+    try:
+        report = await reconcile(db, gateways, older_than=timedelta(seconds=older_than))
+    finally:
+        await gateways.aclose()
+        await db.dispose()
+    print(
+        f"reconcile: {report.checked} pending top-ups checked: {report.credited} credited, "
+        f"{report.failed} failed, {report.still_pending} still pending; {report.refunds_settled} refunds settled"
+    )
+    for error in report.errors:
+        print(f"  error: {error}")
+    return 1 if report.errors else 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    older = args.older_than if args.older_than is not None else settings.reconcile_after_seconds
+    return asyncio.run(_reconcile(settings, older))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="walletsvc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="ledger_command", required=True)
     ledger.add_parser("verify", help="check every ledger invariant").set_defaults(func=cmd_ledger_verify)
+
+    rec = sub.add_parser("reconcile", help="settle pending top-ups and refunds with the providers")
+    rec.add_argument("--older-than", type=int, default=None, help="seconds (default RECONCILE_AFTER_SECONDS)")
+    rec.set_defaults(func=cmd_reconcile)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI document as YAML")
     openapi.add_argument("--output", "-o", default="openapi.yaml")

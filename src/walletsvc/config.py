@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     portal_success_url: str = "http://localhost:3000/billing?topup=success"
     portal_cancel_url: str = "http://localhost:3000/billing?topup=cancelled"
     provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    provider_max_retries: int = Field(default=2, ge=0, le=5)  # each retry carries the same idempotency key
     provider_circuit_failures: int = Field(default=5, ge=1)
     provider_circuit_reset_seconds: float = Field(default=30.0, gt=0)
 

@@ -287,6 +287,8 @@ BAD_QUERIES: list[dict[str, str]] = [
 PATH_VALUES = {
     "tenant_id": ["x" * 200, "bad id", "%00", "..", "t-" + "9" * 62],
     "key_id": ["nothex", "0" * 64, "%00"],
+    "topup_id": ["x" * 200, "bad id", "%00", "top_unknown"],
+    "rule_id": ["x" * 200, "bad id", "%00", "bonus_unknown"],
 }
 
 

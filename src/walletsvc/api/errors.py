@@ -30,6 +30,13 @@ ERROR_TABLE: dict[type[e.WalletError], tuple[int, str, str]] = {
     e.Forbidden: (403, "FORBIDDEN", "Forbidden"),
     e.IdempotencyKeyReused: (422, "IDEMPOTENCY_KEY_REUSED", "Idempotency-Key reused"),
     e.IdempotencyInProgress: (409, "IDEMPOTENCY_IN_PROGRESS", "Request in progress"),
+    e.BelowMinimum: (422, "BELOW_MINIMUM", "Below the minimum"),
+    e.AboveMaximum: (422, "ABOVE_MAXIMUM", "Above the maximum"),
+    e.InvalidSignature: (400, "INVALID_SIGNATURE", "Invalid signature"),
+    e.InvalidPayment: (400, "INVALID_PAYMENT", "Invalid payment"),
+    e.ProviderNotConfigured: (503, "PROVIDER_NOT_CONFIGURED", "Payment provider not configured"),
+    e.ProviderUnavailable: (503, "PROVIDER_UNAVAILABLE", "Payment provider unavailable"),
+    e.Conflict: (409, "CONFLICT", "Conflict"),
 }
 
 _HTTP_CODES = {
@@ -48,6 +55,10 @@ def _extras(exc: e.WalletError) -> dict[str, Any]:
         }
     if isinstance(exc, e.CurrencyMismatch):
         return {"expected_currency": exc.expected, "currency": exc.got}
+    if isinstance(exc, e.BelowMinimum):
+        return {"minimum": {"amount": exc.minimum, "currency": exc.currency}}
+    if isinstance(exc, e.AboveMaximum):
+        return {"maximum": {"amount": exc.maximum, "currency": exc.currency}}
     return {}
 
 
@@ -65,6 +76,8 @@ def problem(
         **extra,
     }
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if code == "PROVIDER_UNAVAILABLE":
+        headers = {"Retry-After": "30"}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
@@ -45,6 +45,9 @@ class Topup:
     created_at: datetime
     updated_at: datetime
     succeeded_at: datetime | None
+
+    def age_at_least(self, age: timedelta, now: datetime | None = None) -> bool:
+        return (now or datetime.now(UTC)) - self.created_at >= age
 
     @property
     def refundable(self) -> int:

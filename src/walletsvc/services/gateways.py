@@ -68,6 +68,7 @@ def build_gateways(settings: Settings) -> Gateways:
             cancel_url=settings.portal_cancel_url,
             timeout=settings.provider_timeout_seconds,
             breaker=breaker("stripe"),
+            max_network_retries=settings.provider_max_retries,
         )
         if stripe_key
         else None
@@ -80,6 +81,7 @@ def build_gateways(settings: Settings) -> Gateways:
             api_base=settings.razorpay_api_base,
             timeout=settings.provider_timeout_seconds,
             breaker=breaker("razorpay"),
+            attempts=settings.provider_max_retries + 1,
         )
         if settings.razorpay_key_id and razorpay_secret
         else None

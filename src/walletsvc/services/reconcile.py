@@ -1,0 +1,91 @@
+"""`walletsvc reconcile`: ask the providers about top-ups and refunds that never heard back, and settle
+them. Each item is its own transaction, so one failure does not hold up the rest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from walletsvc.db.engine import Database, unit_of_work
+from walletsvc.db.repositories.refunds import RefundRepository
+from walletsvc.db.repositories.topups import TopupRepository
+from walletsvc.domain.errors import WalletError
+from walletsvc.domain.topups import TopupStatus
+from walletsvc.services.gateways import Gateways
+from walletsvc.services.refunds import apply_refund_result
+from walletsvc.services.topups import fail_topup, settle_status
+
+log = logging.getLogger(__name__)
+
+# A top-up whose checkout was never created (the provider was down) is given up after this long.
+ABANDON_AFTER = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    checked: int = 0
+    credited: int = 0
+    failed: int = 0
+    still_pending: int = 0
+    refunds_settled: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+async def reconcile(db: Database, gateways: Gateways, *, older_than: timedelta) -> ReconcileReport:
+    report = ReconcileReport()
+    async with db.sessionmaker() as session:
+        pending = await TopupRepository(session).pending_older_than(older_than)
+        refunds = await RefundRepository(session).pending_older_than(older_than)
+    for topup in pending:
+        report.checked += 1
+        try:
+            gateway = gateways.get(topup.provider)
+            if topup.provider_checkout_id is None:
+                if topup.age_at_least(ABANDON_AFTER):
+                    async with unit_of_work(db) as session:
+                        await fail_topup(
+                            session,
+                            topup.tenant_id,
+                            topup.id,
+                            reason="the checkout was never created",
+                            source="reconcile",
+                        )
+                    report.failed += 1
+                else:
+                    report.still_pending += 1
+                continue
+            # Ask first, with no lock held; then settle in a short transaction.
+            status = await gateway.payment_status(topup.provider_checkout_id, topup.checkout_kind)
+            async with unit_of_work(db) as session:
+                settled = await settle_status(session, topup.tenant_id, topup.id, status, source="reconcile")
+            if settled.status is TopupStatus.SUCCEEDED:
+                report.credited += 1
+            elif settled.status is TopupStatus.FAILED:
+                report.failed += 1
+            else:
+                report.still_pending += 1
+        except WalletError as exc:
+            report.errors.append(f"top-up {topup.id}: {exc.detail}")
+    for refund in refunds:
+        try:
+            async with unit_of_work(db) as session:
+                topups = TopupRepository(session)
+                topup = await topups.get(refund.tenant_id, refund.topup_id, for_update=True)
+                if topup.provider_payment_id is None:
+                    continue
+                # The same refund id: the provider's idempotency key makes this a replay, not a second refund.
+                result = await gateways.get(topup.provider).refund(
+                    payment_id=topup.provider_payment_id,
+                    amount=refund.amount,
+                    refund_id=refund.id,
+                    topup_id=topup.id,
+                    tenant_id=topup.tenant_id,
+                    reason=refund.reason,
+                )
+                await apply_refund_result(session, topup, refund, result, source="reconcile")
+            report.refunds_settled += 1
+        except WalletError as exc:
+            report.errors.append(f"refund {refund.id}: {exc.detail}")
+    log.info("reconcile finished", extra={"checked": report.checked, "credited": report.credited})
+    return report
