@@ -98,6 +98,74 @@ CHECKS: tuple[Check, ...] = (
         """,
     ),
     Check(
+        "topup_credited_once",
+        "each succeeded top-up has exactly one credit row, for what the provider confirmed; others none",
+        """
+        SELECT t.tenant_id, t.id AS topup_id, t.status, t.credited_amount,
+               COUNT(e.id) AS credit_rows, COALESCE(SUM(e.amount), 0) AS credited_in_ledger
+          FROM topups t
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = t.tenant_id AND e.type = 'topup'
+           AND e.reference_type = 'topup' AND e.reference_id = t.id
+         GROUP BY t.tenant_id, t.id, t.status, t.credited_amount
+        HAVING (t.status = 'succeeded' AND (COUNT(e.id) <> 1 OR SUM(e.amount) <> t.credited_amount))
+            OR (t.status <> 'succeeded' AND COUNT(e.id) <> 0)
+        """,
+    ),
+    Check(
+        "bonus_credited_once",
+        "each top-up's bonus is one row of exactly the recorded bonus, and only for a succeeded top-up",
+        """
+        SELECT t.tenant_id, t.id AS topup_id, t.bonus_amount, COUNT(e.id) AS bonus_rows,
+               COALESCE(SUM(e.amount), 0) AS bonus_in_ledger
+          FROM topups t
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = t.tenant_id AND e.type = 'bonus'
+           AND e.reference_type = 'topup' AND e.reference_id = t.id
+         GROUP BY t.tenant_id, t.id, t.bonus_amount
+        HAVING COUNT(e.id) <> (CASE WHEN t.bonus_amount IS NULL THEN 0 ELSE 1 END)
+            OR COALESCE(SUM(e.amount), 0) <> COALESCE(t.bonus_amount, 0)
+        """,
+    ),
+    Check(
+        "refunds_debited_once",
+        "each refund is debited once when accepted, and nets to zero if the provider later failed it",
+        """
+        SELECT r.tenant_id, r.id AS refund_id, r.status, r.debited, r.amount,
+               COUNT(e.id) FILTER (WHERE e.reference_type = 'topup_refund') AS debit_rows,
+               COALESCE(SUM(e.amount), 0) AS net_in_ledger
+          FROM topup_refunds r
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = r.tenant_id AND e.type = 'topup_refund' AND e.reference_id = r.id
+         GROUP BY r.tenant_id, r.id, r.status, r.debited, r.amount
+        HAVING NOT (
+               (r.status <> 'failed' AND r.debited
+                    AND COUNT(e.id) FILTER (WHERE e.reference_type = 'topup_refund') = 1
+                    AND COALESCE(SUM(e.amount), 0) = -r.amount)
+            OR (r.status <> 'failed' AND NOT r.debited AND COUNT(e.id) = 0)
+            OR (r.status = 'failed' AND COALESCE(SUM(e.amount), 0) = 0
+                    AND COUNT(e.id) FILTER (WHERE e.reference_type = 'topup_refund') <= 1))
+        """,
+    ),
+    Check(
+        "provider_money_matches",
+        "per provider, what the ledger moved against it equals what it confirmed minus what it refunded",
+        """
+        WITH confirmed AS (
+            SELECT 'provider:' || provider AS account,
+                   SUM(COALESCE(credited_amount, 0) - refunded_amount) AS net
+              FROM topups GROUP BY provider
+        ), moved AS (
+            SELECT counter_account AS account, SUM(amount) AS net
+              FROM ledger_entries WHERE counter_account LIKE 'provider:%' GROUP BY counter_account
+        )
+        SELECT COALESCE(c.account, m.account) AS account, COALESCE(c.net, 0) AS confirmed_net,
+               COALESCE(m.net, 0) AS ledger_net
+          FROM confirmed c FULL JOIN moved m USING (account)
+         WHERE COALESCE(c.net, 0) <> COALESCE(m.net, 0)
+        """,
+    ),
+    Check(
         "reserved_within_bounds",
         "no wallet holds a negative reserve",
         "SELECT tenant_id, reserved FROM wallets WHERE reserved < 0",
