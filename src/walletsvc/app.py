@@ -14,11 +14,24 @@ from walletsvc import __version__
 from walletsvc.api.docs import install_docs
 from walletsvc.api.errors import install_error_handlers
 from walletsvc.api.middleware import RequestContextMiddleware
-from walletsvc.api.routers import admin_topups, api_keys, ops, tenants, topups, transactions, wallet, webhooks
+from walletsvc.api.routers import (
+    admin_topups,
+    api_keys,
+    ops,
+    plans,
+    tenants,
+    topups,
+    transactions,
+    usage,
+    wallet,
+    webhooks,
+)
 from walletsvc.config import Settings, get_settings
 from walletsvc.db.engine import Database, resolve_database_url
 from walletsvc.db.repositories.idempotency import IdempotencyStore
 from walletsvc.services.auth import Authenticator
+from walletsvc.services.calls import expire_holds
+from walletsvc.services.charging import ChargeWriter
 from walletsvc.services.gateways import build_gateways, key_mode_warnings
 
 log = logging.getLogger(__name__)
@@ -30,18 +43,25 @@ Money is always `{"amount": <integer minor units>, "currency": "INR"}`. Errors a
 """
 
 
-async def _purge_idempotency_keys(store: IdempotencyStore, retention: timedelta) -> None:
+async def _housekeeping(app: FastAPI, retention: timedelta) -> None:
+    """Release expired call holds every half minute and forget old idempotency keys every ten. Every
+    process may run it: both are idempotent statements under row locks."""
+    ticks = 0
     while True:
         try:
-            await store.purge_older_than(retention)
-        except Exception:  # a failed purge must never take the API down; the next one will catch up
-            log.warning("idempotency purge failed", exc_info=True)
-        await asyncio.sleep(600)
+            await expire_holds(app.state.db)
+            if ticks % 20 == 0:
+                await app.state.idempotency.purge_older_than(retention)
+        except Exception:  # housekeeping must never take the API down; the next round catches up
+            log.warning("housekeeping failed", exc_info=True)
+        ticks += 1
+        await asyncio.sleep(30)
 
 
 def attach_database(app: FastAPI, db: Database) -> None:
     settings: Settings = app.state.settings
     app.state.db = db
+    app.state.charge_writer = ChargeWriter(db, settings)
     app.state.idempotency = IdempotencyStore(
         db.engine, lock_timeout=timedelta(seconds=settings.idempotency_lock_seconds)
     )
@@ -63,15 +83,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
             attach_database(app, owned)
         for warning in key_mode_warnings(settings):
             log.warning("payment configuration: %s", warning)
-        purge = asyncio.create_task(
-            _purge_idempotency_keys(
-                app.state.idempotency, timedelta(hours=settings.idempotency_retention_hours)
-            )
+        housekeeping = asyncio.create_task(
+            _housekeeping(app, timedelta(hours=settings.idempotency_retention_hours))
         )
         try:
             yield
         finally:
-            purge.cancel()
+            housekeeping.cancel()
             await app.state.gateways.aclose()
             if owned is not None:
                 await owned.dispose()
@@ -92,7 +110,18 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         attach_database(app, database)
 
     install_error_handlers(app)
-    for module in (ops, tenants, wallet, transactions, api_keys, topups, webhooks, admin_topups):
+    for module in (
+        ops,
+        tenants,
+        wallet,
+        transactions,
+        api_keys,
+        topups,
+        webhooks,
+        admin_topups,
+        plans,
+        usage,
+    ):
         app.include_router(module.router)
     install_docs(app)
     app.add_middleware(RequestContextMiddleware)

@@ -9,6 +9,21 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Seeds: Rs 10 a minute (VoiceAI); $0.10 a connection, $0.05 a minute, $0.02 an SMS, $0.01 an email,
+# $0.15 a fax page, $0.05 a file transfer (the Next.js prepaid system).
+_DEFAULT_RATES: dict[str, dict[str, str | int]] = {
+    "INR": {"per_minute_rate": "1000", "billing_increment_seconds": 60},
+    "USD": {
+        "per_minute_rate": "5",
+        "billing_increment_seconds": 60,
+        "connection_fee": "10",
+        "sms_price": "2",
+        "email_price": "1",
+        "fax_page_price": "15",
+        "file_transfer_price": "5",
+    },
+}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
@@ -53,6 +68,16 @@ class Settings(BaseSettings):
     topup_maximums: dict[str, int] = Field(default_factory=lambda: {"INR": 50_000_000, "USD": 1_000_000})
     # `walletsvc reconcile` asks the provider about top-ups pending longer than this.
     reconcile_after_seconds: int = Field(default=300, ge=0)
+
+    # Rates for tenants with no plan, per currency, until an admin sets them (PUT
+    # /v1/admin/billing-defaults/{currency}). Decimal strings of minor units: per minute, per call, per unit.
+    default_rates: dict[str, dict[str, str | int]] = Field(default_factory=lambda: dict(_DEFAULT_RATES))
+    # The available balance a call needs before it may start, per currency, in minor units.
+    minimum_balances: dict[str, int] = Field(default_factory=lambda: {"INR": 1000, "USD": 100})
+    hold_ttl_seconds: int = Field(default=4 * 3600, ge=60)  # an unsettled hold is released after this
+    default_hold_seconds: int = Field(default=300, ge=1)  # what a call is expected to last, for its hold
+    max_call_seconds: int = Field(default=4 * 3600, ge=60)
+    charge_batch_size: int = Field(default=200, ge=1, le=1000)  # charges of one wallet written together
 
 
 @lru_cache(maxsize=1)

@@ -289,6 +289,10 @@ PATH_VALUES = {
     "key_id": ["nothex", "0" * 64, "%00"],
     "topup_id": ["x" * 200, "bad id", "%00", "top_unknown"],
     "rule_id": ["x" * 200, "bad id", "%00", "bonus_unknown"],
+    "plan_id": ["x" * 200, "bad id", "%00", "plan_unknown"],
+    "currency": ["inr", "XXXX", "%00", "ABC"],
+    "charge_id": ["0", "-1", "abc", "9" * 30, "%00"],
+    "call_id": ["x" * 300, "bad id", "%00", "call-1"],
 }
 
 

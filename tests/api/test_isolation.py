@@ -91,6 +91,32 @@ ADMIN_REQUESTS: dict[tuple[str, str], Request] = {
     ("PATCH", "/v1/admin/bonus-rules/{rule_id}"): lambda c, h, w: c.patch(
         "/v1/admin/bonus-rules/bonus_unknown", json={"active": False}, headers=h
     ),
+    ("PATCH", "/v1/admin/tenants/{tenant_id}"): lambda c, h, w: c.patch(
+        f"/v1/admin/tenants/{w.b['id']}", json={"max_concurrent_calls": 1}, headers=h
+    ),
+    ("PUT", "/v1/admin/tenants/{tenant_id}/subscription"): lambda c, h, w: c.put(
+        f"/v1/admin/tenants/{w.b['id']}/subscription", json={"plan_id": "plan_unknown"}, headers=h
+    ),
+    ("POST", "/v1/admin/plans"): lambda c, h, w: c.post(
+        "/v1/admin/plans",
+        json={"name": "Sneaky", "currency": "INR", "monthly_price": 0, "per_minute_rate": "0"},
+        headers=h,
+    ),
+    ("GET", "/v1/admin/plans"): lambda c, h, w: c.get("/v1/admin/plans", headers=h),
+    ("PATCH", "/v1/admin/plans/{plan_id}"): lambda c, h, w: c.patch(
+        "/v1/admin/plans/plan_unknown", json={"active": False}, headers=h
+    ),
+    ("GET", "/v1/admin/billing-defaults/{currency}"): lambda c, h, w: c.get(
+        "/v1/admin/billing-defaults/INR", headers=h
+    ),
+    ("PUT", "/v1/admin/billing-defaults/{currency}"): lambda c, h, w: c.put(
+        "/v1/admin/billing-defaults/CHF",
+        json={"per_minute_rate": "1", "minimum_balance": 0},
+        headers=h,
+    ),
+    ("POST", "/v1/admin/charges/{charge_id}/refunds"): lambda c, h, w: c.post(
+        "/v1/admin/charges/999999999999/refunds", json={"reason": "sneaky"}, headers=h
+    ),
 }
 
 
@@ -195,6 +221,10 @@ async def test_missing_credentials_are_unauthorized_on_every_protected_route(
             .replace("{key_id}", world.key_id)
             .replace("{topup_id}", "top_unknown")
             .replace("{rule_id}", "bonus_unknown")
+            .replace("{plan_id}", "plan_unknown")
+            .replace("{currency}", "INR")
+            .replace("{charge_id}", "1")
+            .replace("{call_id}", "call-1")
         )
         assert "{" not in path, f"no value for a parameter of {template}"
         kwargs: dict[str, Any] = {"json": {}} if method in {"POST", "PUT", "PATCH"} else {}

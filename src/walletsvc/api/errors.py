@@ -48,6 +48,15 @@ _HTTP_CODES = {
 
 
 def _extras(exc: e.WalletError) -> dict[str, Any]:
+    if isinstance(exc, e.UsageOwed):
+        money = {"currency": exc.currency}
+        return {
+            "charge_id": str(exc.charge_id),
+            "amount": {"amount": exc.amount, **money},
+            "charged": {"amount": exc.charged, **money},
+            "owed": {"amount": exc.owed, **money},
+            "available": {"amount": exc.available, **money},
+        }
     if isinstance(exc, e.InsufficientFunds):
         return {
             "available": {"amount": exc.available, "currency": exc.currency},

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     DateTime,
     Identity,
     Integer,
@@ -57,6 +58,11 @@ wallets = Table(
     Column("auto_topup_enabled", Boolean, nullable=False, server_default="false"),
     Column("auto_topup_threshold", BigInteger),
     Column("auto_topup_amount", BigInteger),
+    Column("max_concurrent_calls", Integer),
+    Column("daily_spend_cap", BigInteger),
+    Column("spent_day", Date),
+    Column("spent_today", BigInteger, nullable=False, server_default="0"),
+    Column("owed", BigInteger, nullable=False, server_default="0"),
     _created_at(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -210,5 +216,116 @@ topup_refunds = Table(
     Column("created_by", Text, nullable=False),
     _created_at(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+
+def _rate_columns() -> list[Column[object]]:
+    return [
+        Column("per_minute_rate", Numeric(18, 6), nullable=False),
+        Column("billing_increment_seconds", Integer, nullable=False, server_default="60"),
+        Column("minimum_billable_seconds", Integer, nullable=False, server_default="0"),
+        Column("connection_fee", Numeric(18, 6), nullable=False, server_default="0"),
+        Column("sms_price", Numeric(18, 6), nullable=False, server_default="0"),
+        Column("email_price", Numeric(18, 6), nullable=False, server_default="0"),
+        Column("fax_page_price", Numeric(18, 6), nullable=False, server_default="0"),
+        Column("file_transfer_price", Numeric(18, 6), nullable=False, server_default="0"),
+    ]
+
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("monthly_price", BigInteger, nullable=False),
+    Column("included_minutes", Integer, nullable=False, server_default="0"),
+    *_rate_columns(),
+    Column("features", ARRAY(Text), nullable=False, server_default="{}"),
+    Column("active", Boolean, nullable=False, server_default="true"),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("plan_id", String(40), nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=False),
+    Column("quota_used_seconds", BigInteger, nullable=False, server_default="0"),
+    Column("changed_by", Text, nullable=False),
+    _created_at(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+billing_defaults = Table(
+    "billing_defaults",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    *_rate_columns(),
+    Column("minimum_balance", BigInteger, nullable=False, server_default="0"),
+    Column("updated_by", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("call_id", String(128), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("max_seconds", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
+    Column("closed_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("tenant_id", "call_id"),
+)
+
+usage_charges = Table(
+    "usage_charges",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("reference_id", String(200), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("duration_seconds", Integer),
+    Column("billable_seconds", Integer, nullable=False, server_default="0"),
+    Column("quota_seconds", Integer, nullable=False, server_default="0"),
+    Column("paid_seconds", Integer, nullable=False, server_default="0"),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("charged", BigInteger, nullable=False),
+    Column("owed", BigInteger, nullable=False, server_default="0"),
+    Column("refunded", BigInteger, nullable=False, server_default="0"),
+    Column("quota_refunded_seconds", Integer, nullable=False, server_default="0"),
+    Column("plan_id", String(40)),
+    Column("hold_amount", BigInteger, nullable=False, server_default="0"),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
+    PrimaryKeyConstraint("tenant_id", "id"),
+    UniqueConstraint("tenant_id", "kind", "reference_id", name="usage_charges_once"),
+)
+
+charge_refunds = Table(
+    "charge_refunds",
+    metadata,
+    Column("tenant_id", String(64), nullable=False),
+    Column("id", String(40), nullable=False),
+    Column("charge_id", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("to_wallet", BigInteger, nullable=False),
+    Column("forgiven", BigInteger, nullable=False),
+    Column("quota_seconds", Integer, nullable=False, server_default="0"),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    _created_at(),
     PrimaryKeyConstraint("tenant_id", "id"),
 )

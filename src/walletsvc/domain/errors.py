@@ -40,6 +40,25 @@ class InsufficientFunds(WalletError):
         self.currency = currency
 
 
+class UsageOwed(InsufficientFunds):
+    """Usage that happened and was charged, but which the wallet could not pay in full: what it could not
+    pay is recorded as owed and paid off by the next credit."""
+
+    def __init__(
+        self, *, charge_id: int, amount: int, charged: int, owed: int, available: int, currency: str
+    ) -> None:
+        super().__init__(available=available, requested=amount, currency=currency)
+        self.detail = (
+            f"charge {charge_id}: the wallet paid {charged} of {amount} {currency} minor units; "
+            f"{owed} are owed and will be paid from the next top-up"
+        )
+        self.args = (self.detail,)
+        self.charge_id = charge_id
+        self.amount = amount
+        self.charged = charged
+        self.owed = owed
+
+
 class CurrencyMismatch(WalletError):
     """Money of one currency met money of another; walletsvc never converts."""
 

@@ -43,6 +43,9 @@ class Wallet:
     low_balance_threshold: int
     flagged: bool
     updated_at: datetime
+    owed: int = 0  # usage the wallet could not pay yet; paid off by the next credit
+    max_concurrent_calls: int | None = None
+    daily_spend_cap: int | None = None
 
     @property
     def available(self) -> int:

@@ -10,6 +10,7 @@ from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest
 from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType, LedgerEntry, Wallet
 from walletsvc.domain.money import Money
+from walletsvc.services.debts import settle_owed
 
 
 async def adjust_balance(
@@ -28,7 +29,7 @@ async def adjust_balance(
     wallet = await wallets.get(tenant_id)
     if currency is not None and currency != wallet.currency:
         raise CurrencyMismatch(expected=wallet.currency, got=currency)
-    return await wallets.apply(
+    wallet, entry = await wallets.apply(
         EntryRequest(
             tenant_id=tenant_id,
             type=EntryType.ADJUSTMENT,
@@ -41,3 +42,6 @@ async def adjust_balance(
             allow_negative=allow_negative,
         )
     )
+    if amount > 0 and await settle_owed(session, tenant_id):
+        wallet = await wallets.get(tenant_id)  # the credit paid off usage that was owed
+    return wallet, entry

@@ -35,6 +35,7 @@ from walletsvc.domain.topups import (
     confirmation_mismatch,
 )
 from walletsvc.providers.base import Checkout, CheckoutRequest, PaymentState, PaymentStatus
+from walletsvc.services.debts import settle_owed
 from walletsvc.services.gateways import Gateways
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,6 @@ async def start_topup(
     gateway = gateways.get(route.provider)
     kind = _checkout_kind(route.provider, checkout_kind)
 
-    customer_id = None
-    if route.provider is ProviderName.STRIPE:
-        customers = StripeCustomerRepository(session)
-        customer_id = await customers.get(tenant_id)
-        if customer_id is None:
-            created = await gateways.stripe_or_refuse().ensure_customer(tenant_id=tenant_id, name=tenant.name)
-            customer_id = await customers.remember(tenant_id, created)
-
     topups = TopupRepository(session)
     topup = await topups.add(
         topup_id=new_topup_id(),
@@ -115,6 +108,16 @@ async def start_topup(
         save_payment_method=save_payment_method,
     )
     try:
+        # The customer is made after the top-up is written: a Stripe outage here must not lose it either.
+        customer_id = None
+        if route.provider is ProviderName.STRIPE:
+            customers = StripeCustomerRepository(session)
+            customer_id = await customers.get(tenant_id)
+            if customer_id is None:
+                created = await gateways.stripe_or_refuse().ensure_customer(
+                    tenant_id=tenant_id, name=tenant.name
+                )
+                customer_id = await customers.remember(tenant_id, created)
         checkout = await gateway.create_checkout(request, customer_id=customer_id)
     except ProviderUnavailable as exc:
         await topups.add_event(tenant_id, topup.id, "checkout_failed", source="api", detail=exc.detail)
@@ -208,6 +211,11 @@ async def credit_topup(
     )
     detail = f"credited {confirmed.format()}" + (f" and a bonus of {bonus[1].format()}" if bonus else "")
     await topups.add_event(tenant_id, topup_id, "succeeded", source=source, detail=detail)
+    paid = await settle_owed(session, tenant_id)  # usage the wallet could not pay is paid first
+    if paid:
+        await topups.add_event(
+            tenant_id, topup_id, "owed_settled", source=source, detail=f"{paid} minor units"
+        )
     return credited
 
 

@@ -13,6 +13,7 @@ from walletsvc.db.repositories.topups import TopupRepository
 from walletsvc.db.repositories.webhook_events import WebhookEventRepository
 from walletsvc.domain.money import Money
 from walletsvc.domain.tenants import ProviderName
+from walletsvc.domain.topups import Topup
 from walletsvc.providers.base import PaymentState, PaymentStatus, RefundState
 from walletsvc.providers.razorpay_gateway import payment_money
 from walletsvc.providers.stripe_gateway import intent_status, money_of, session_status
@@ -97,7 +98,7 @@ async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, A
         return f"top-up {topup.status.value}"
     if event_type == "charge.refunded":
         return await _stripe_charge_refunded(session, obj)
-    if event_type in ("refund.created", "refund.updated", "charge.refund.updated"):
+    if event_type in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):
         return await _stripe_refund(session, obj)
     return "ignored"
 
@@ -123,6 +124,8 @@ async def _stripe_refund(session: AsyncSession, refund: dict[str, Any]) -> str:
         return "unknown top-up"
     topup = await TopupRepository(session).get(*located, for_update=True)
     amount = money_of(refund.get("amount"), refund.get("currency")) or topup.amount
+    if not metadata.get("walletsvc_refund_id"):
+        await _claim_charge_refund(session, topup, str(refund.get("id")), amount)
     settled = await settle_provider_refund(
         session,
         topup,
@@ -133,6 +136,21 @@ async def _stripe_refund(session: AsyncSession, refund: dict[str, Any]) -> str:
         source="stripe:refund",
     )
     return f"refund {settled.status if settled else 'ignored'}"
+
+
+async def _claim_charge_refund(
+    session: AsyncSession, topup: Topup, provider_refund_id: str, amount: Money
+) -> None:
+    """A refund made outside walletsvc that `charge.refunded` already recorded, under a stand-in id (the
+    charge names no refund), is the same refund its own `refund.*` event speaks of: give the record the
+    real id, so that the refund is not recorded and debited a second time."""
+    refunds = RefundRepository(session)
+    if await refunds.find(topup.tenant_id, refund_id=None, provider_refund_id=provider_refund_id):
+        return
+    for recorded in await refunds.for_topup(topup.tenant_id, topup.id):
+        if ":refunded:" in (recorded.provider_refund_id or "") and recorded.amount == amount:
+            await refunds.update(topup.tenant_id, recorded.id, provider_refund_id=provider_refund_id)
+            return
 
 
 async def _stripe_charge_refunded(session: AsyncSession, charge: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, status
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
 from walletsvc.api.metrics import LEDGER_ENTRIES
 from walletsvc.api.routing import TransactionalRoute
+from walletsvc.api.schemas.charging import TenantPatch
 from walletsvc.api.schemas.common import Page, decode_str_cursor, encode_cursor, problem_responses
 from walletsvc.api.schemas.wallets import (
     TENANT_ID_PATTERN,
@@ -19,7 +20,9 @@ from walletsvc.api.schemas.wallets import (
     TransactionOut,
     WalletOut,
 )
+from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.wallets import WalletRepository
+from walletsvc.domain.errors import InvalidRequest
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.services.adjustments import adjust_balance
 from walletsvc.services.tenants import TenantDirectory, open_tenant
@@ -106,3 +109,27 @@ async def create_adjustment(
     LEDGER_ENTRIES.labels(entry.type.value).inc()
     auto_topup = await WalletRepository(session).auto_topup(tenant_id)
     return AdjustmentOut(transaction=TransactionOut.of(entry), wallet=WalletOut.of(wallet, auto_topup))
+
+
+@router.patch(
+    "/{tenant_id}",
+    summary="Change a tenant's limits, low-balance threshold or payment provider",
+    description="Only the fields sent change; `null` lifts a limit (or returns the provider to the "
+    "geography default).",
+    responses=problem_responses(403, 404),
+    dependencies=[Idempotent],
+)
+async def patch_tenant(
+    tenant_id: TenantIdPath, body: TenantPatch, session: SessionDep, admin: AdminDep
+) -> TenantOut:
+    directory = TenantDirectory(session)
+    await directory.get(tenant_id)  # NotFound first
+    changes = body.model_dump(exclude_unset=True)
+    if "payments_provider" in changes:
+        provider = changes.pop("payments_provider")
+        await TenantRepository(session).set_provider(tenant_id, ProviderName(provider) if provider else None)
+    if changes.get("low_balance_threshold", 0) is None:
+        raise InvalidRequest("low_balance_threshold is a number of minor units (0 for none)")
+    await WalletRepository(session).set_limits(tenant_id, **changes)
+    tenant, wallet = await directory.get(tenant_id)
+    return TenantOut.of(tenant, wallet)

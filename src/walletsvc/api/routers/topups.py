@@ -111,7 +111,7 @@ def _decode(cursor: str | None) -> tuple[datetime, str] | None:
     response_class=RedirectResponse,
     responses={
         303: {"description": "To PORTAL_SUCCESS_URL (or PORTAL_CANCEL_URL when the payment failed)"},
-        **problem_responses(404, 503),
+        **problem_responses(404, 503, public=True),
     },
 )
 async def return_from_stripe(

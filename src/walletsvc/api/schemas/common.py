@@ -78,15 +78,16 @@ def _decode(cursor: str) -> tuple[str, str, str]:
     return raw.partition(":")
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """For a route's `responses=`: the problems it may answer, so that openapi.yaml shows them."""
+def problem_responses(*statuses: int, public: bool = False) -> dict[int | str, dict[str, Any]]:
+    """For a route's `responses=`: the problems it may answer, so that openapi.yaml shows them. Every
+    route may answer 422; every route that takes credentials may answer 401."""
     return {
         status: {
             "model": Problem,
             "content": {"application/problem+json": {}},
             "description": _TITLES[status],
         }
-        for status in sorted({401, 422, *statuses})
+        for status in sorted({422, *statuses} | (set() if public else {401}))
     }
 
 

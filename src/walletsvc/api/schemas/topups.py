@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, field_validator, model_validator
 
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.api.schemas.wallets import MAX_AMOUNT
@@ -208,8 +208,8 @@ class BonusRuleFields(BaseModel):
         description='A decimal string, e.g. "5" or "2.5" (never a float); or give fixed_amount',
     )
     fixed_amount: StrictInt | None = Field(default=None, gt=0, le=MAX_AMOUNT, description="Minor units")
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
     active: StrictBool = True
     description: str = Field(default="", max_length=500, pattern=NO_NUL_PATTERN)
 
@@ -222,10 +222,18 @@ class BonusRulePatch(BaseModel):
     min_amount: StrictInt | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     percent: str | None = Field(default=None, pattern=PERCENT_PATTERN)
     fixed_amount: StrictInt | None = Field(default=None, gt=0, le=MAX_AMOUNT)
-    starts_at: datetime | None = None
-    ends_at: datetime | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
     active: StrictBool | None = None
     description: str | None = Field(default=None, max_length=500, pattern=NO_NUL_PATTERN)
+
+    @model_validator(mode="after")
+    def _required_fields_not_null(self) -> BonusRulePatch:
+        # Omitted means unchanged; an explicit null would write NULL into a NOT NULL column (a 500).
+        for name in ("min_amount", "active"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null; omit it to leave it unchanged")
+        return self
 
 
 class BonusRuleOut(BaseModel):

@@ -32,7 +32,10 @@ class WalletOut(BaseModel):
     available: MoneyOut = Field(description="balance - reserved")
     low_balance_threshold: MoneyOut
     below_threshold: bool
-    flagged: bool = Field(description="Set when a charge could not be paid")
+    flagged: bool = Field(description="Set when a charge could not be paid in full; lifted when it is")
+    owed: MoneyOut = Field(description="Usage the wallet could not pay yet; the next credit pays it first")
+    max_concurrent_calls: int | None = Field(description="null: no limit")
+    daily_spend_cap: MoneyOut | None = Field(description="null: no cap")
     auto_topup: AutoTopupOut
     updated_at: datetime
 
@@ -53,6 +56,9 @@ class WalletOut(BaseModel):
             low_balance_threshold=MoneyOut.of(wallet.low_balance_threshold, c),
             below_threshold=wallet.below_threshold,
             flagged=wallet.flagged,
+            owed=MoneyOut.of(wallet.owed, c),
+            max_concurrent_calls=wallet.max_concurrent_calls,
+            daily_spend_cap=money(wallet.daily_spend_cap),
             auto_topup=AutoTopupOut(
                 enabled=at.enabled, threshold=money(at.threshold), amount=money(at.amount)
             ),

@@ -68,6 +68,13 @@ class TenantRepository:
             raise AlreadyExists(f"tenant {tenant_id!r} already exists") from exc
         return tenant_from_row(row)
 
+    async def set_provider(self, tenant_id: str, provider: ProviderName | None) -> None:
+        await self.session.execute(
+            t.tenants.update()
+            .where(t.tenants.c.id == tenant_id)
+            .values(payments_provider=provider.value if provider else None)
+        )
+
     async def get(self, tenant_id: str) -> Tenant:
         row = (await self.session.execute(select(t.tenants).where(t.tenants.c.id == tenant_id))).one_or_none()
         if row is None:
@@ -120,4 +127,7 @@ def _wallet_of(m: Any) -> Wallet:
         low_balance_threshold=m["w_low_balance_threshold"],
         flagged=m["w_flagged"],
         updated_at=m["w_updated_at"],
+        owed=m["w_owed"],
+        max_concurrent_calls=m["w_max_concurrent_calls"],
+        daily_spend_cap=m["w_daily_spend_cap"],
     )

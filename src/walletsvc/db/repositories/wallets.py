@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, select, text
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
@@ -23,6 +23,9 @@ def wallet_from_mapping(m: Any) -> Wallet:
         low_balance_threshold=m["low_balance_threshold"],
         flagged=m["flagged"],
         updated_at=m["updated_at"],
+        owed=m["owed"],
+        max_concurrent_calls=m["max_concurrent_calls"],
+        daily_spend_cap=m["daily_spend_cap"],
     )
 
 
@@ -53,6 +56,7 @@ _APPLY_ENTRY = text(
            AND (p.amount > 0 OR p.allow_negative OR wallets.balance - wallets.reserved + p.amount >= 0)
      RETURNING wallets.tenant_id, wallets.currency, wallets.balance, wallets.reserved,
                wallets.low_balance_threshold, wallets.flagged, wallets.updated_at, wallets.ledger_seq,
+               wallets.owed, wallets.max_concurrent_calls, wallets.daily_spend_cap,
                p.amount, p.allow_negative
     ), e AS (
         INSERT INTO ledger_entries (tenant_id, seq, type, amount, currency, balance_before, balance_after,
@@ -66,7 +70,8 @@ _APPLY_ENTRY = text(
      RETURNING *
     )
     SELECT e.*, w.reserved AS w_reserved, w.low_balance_threshold AS w_low_balance_threshold,
-           w.flagged AS w_flagged, w.updated_at AS w_updated_at
+           w.flagged AS w_flagged, w.updated_at AS w_updated_at, w.owed AS w_owed,
+           w.max_concurrent_calls AS w_max_concurrent_calls, w.daily_spend_cap AS w_daily_spend_cap
       FROM e JOIN w USING (tenant_id)
     """
 )
@@ -127,6 +132,9 @@ class WalletRepository:
             low_balance_threshold=m["w_low_balance_threshold"],
             flagged=m["w_flagged"],
             updated_at=m["w_updated_at"],
+            owed=m["w_owed"],
+            max_concurrent_calls=m["w_max_concurrent_calls"],
+            daily_spend_cap=m["w_daily_spend_cap"],
         )
         return wallet, ledger_entry
 
@@ -140,6 +148,15 @@ class WalletRepository:
         raise InsufficientFunds(
             available=wallet.available, requested=-entry.amount.amount, currency=wallet.currency
         )
+
+    async def set_limits(self, tenant_id: str, **values: int | None) -> None:
+        """low_balance_threshold, max_concurrent_calls, daily_spend_cap: the ones given."""
+        if values:
+            await self.session.execute(
+                t.wallets.update()
+                .where(t.wallets.c.tenant_id == tenant_id)
+                .values(**values, updated_at=func.now())
+            )
 
     async def set_flagged(self, tenant_id: str, flagged: bool) -> None:
         await self.session.execute(

@@ -1,0 +1,201 @@
+"""Telephony: authorize a call before dialling, charge usage at hangup (one record or a batch), and
+admins refund charges."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response, status
+
+from walletsvc.api.deps import AdminDep, Idempotent, SessionDep, SettingsDep, UsageWriterDep
+from walletsvc.api.errors import problem_for
+from walletsvc.api.routing import TransactionalRoute
+from walletsvc.api.schemas.charging import (
+    REFERENCE_PATTERN,
+    AuthorizeIn,
+    AuthorizeOut,
+    BatchResult,
+    ChargeOut,
+    ChargeRefundIn,
+    ChargeRefundOut,
+    UsageBatchIn,
+    UsageBatchOut,
+    UsageIn,
+)
+from walletsvc.api.schemas.common import MoneyOut, problem_responses
+from walletsvc.domain.access import Principal
+from walletsvc.domain.errors import UsageOwed, WalletError
+from walletsvc.domain.rating import UsageKind
+from walletsvc.services.calls import authorize
+from walletsvc.services.charge_refunds import refund_charge
+from walletsvc.services.charging import ChargeOutcome, ChargeWriter, UsageRecord
+
+router = APIRouter(tags=["usage"], route_class=TransactionalRoute)
+
+
+def get_writer(request: Request) -> ChargeWriter:
+    writer: ChargeWriter = request.app.state.charge_writer
+    return writer
+
+
+WriterDep = Annotated[ChargeWriter, Depends(get_writer)]
+
+
+@router.post(
+    "/v1/calls/{call_id}/authorize",
+    summary="Before dialling: may this call start, for how long; places a hold",
+    description="Answers `allowed` and `max_seconds` (how long the call may run on the available balance and "
+    "the remaining quota at the plan's rate) and holds the expected cost. Asking again for the same call "
+    "answers the same hold. The hangup charge (`POST /v1/usage`, kind `call`, reference_id = call_id) "
+    "settles it; a hold never settled expires after HOLD_TTL_SECONDS.",
+    responses=problem_responses(403, 404),
+    dependencies=[Idempotent],
+)
+async def authorize_call(
+    call_id: Annotated[str, Path(pattern=REFERENCE_PATTERN)],
+    body: AuthorizeIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: UsageWriterDep,
+) -> AuthorizeOut:
+    result = await authorize(
+        session,
+        settings,
+        tenant_id=caller.tenant_for(body.tenant_id),
+        call_id=call_id,
+        requested_max_seconds=body.max_duration_seconds,
+        actor=caller.actor,
+    )
+    d = result.decision
+    return AuthorizeOut(
+        call_id=call_id,
+        tenant_id=result.tenant_id,
+        allowed=d.allowed,
+        max_seconds=d.max_seconds,
+        hold=MoneyOut.of(d.hold.amount, d.hold.currency) if d.allowed else None,
+        expires_at=result.expires_at,
+        reason=d.reason,
+        code=d.code,
+        available=MoneyOut.of(result.available_after, d.hold.currency),
+    )
+
+
+def _record(body: UsageIn, caller: Principal) -> UsageRecord:
+    return UsageRecord(
+        tenant_id=caller.tenant_for(body.tenant_id),
+        kind=body.kind,
+        reference_id=body.reference_id,
+        duration_seconds=body.duration_seconds,
+        quantity=body.quantity if body.kind is not UsageKind.CALL else None,
+        actor=caller.actor,
+    )
+
+
+def _refuse_if_owed(outcome: ChargeOutcome) -> None:
+    charge = outcome.charge
+    if charge.owed > 0:
+        raise UsageOwed(
+            charge_id=charge.id,
+            amount=charge.amount.amount,
+            charged=charge.charged,
+            owed=charge.owed,
+            available=outcome.available_after,
+            currency=charge.amount.currency,
+        )
+
+
+@router.post(
+    "/v1/usage",
+    status_code=status.HTTP_201_CREATED,
+    summary="Charge usage: a call at hangup, or SMS, email, fax pages, file transfers",
+    description="Idempotent on (tenant, kind, reference_id): a retry answers the first charge "
+    "(`replayed: true`) and never charges twice. Quota first, then the wallet. When the wallet cannot pay "
+    "it all, it pays what it can, the rest is recorded as owed, the tenant is flagged, and the answer is "
+    "402 INSUFFICIENT_FUNDS with `charge_id`, `charged` and `owed`; the next top-up pays what is owed.",
+    responses=problem_responses(402, 403, 404),
+)
+async def charge_usage(
+    body: UsageIn, response: Response, writer: WriterDep, caller: UsageWriterDep
+) -> ChargeOut:
+    outcome = await writer.charge(_record(body, caller))
+    _refuse_if_owed(outcome)
+    if outcome.replayed:
+        response.status_code = status.HTTP_200_OK
+    return ChargeOut.of(outcome.charge, replayed=outcome.replayed)
+
+
+@router.post(
+    "/v1/usage/batch",
+    summary="Charge up to 1,000 usage records; each is answered on its own",
+    description="The answer lists one result per record, in order, with the status that record alone "
+    "would have had (201 charged, 200 replayed, 402 owed, 404, 422) and its charge or problem.",
+    responses=problem_responses(403),
+)
+async def charge_usage_batch(
+    body: UsageBatchIn, request: Request, writer: WriterDep, caller: UsageWriterDep
+) -> UsageBatchOut:
+    results: list[BatchResult | None] = [None] * len(body.records)
+    records: list[tuple[int, UsageRecord]] = []
+    for index, item in enumerate(body.records):
+        try:
+            records.append((index, _record(item, caller)))
+        except WalletError as exc:
+            results[index] = _problem_result(index, exc, request)
+    answers = await writer.charge_many([r for _, r in records])
+    for (index, _), answer in zip(records, answers, strict=True):
+        if isinstance(answer, WalletError):
+            results[index] = _problem_result(index, answer, request)
+            continue
+        try:
+            _refuse_if_owed(answer)
+        except UsageOwed as owed:
+            problem = _problem_result(index, owed, request)
+            problem.charge = ChargeOut.of(answer.charge, replayed=answer.replayed)
+            results[index] = problem
+            continue
+        results[index] = BatchResult(
+            index=index,
+            status=200 if answer.replayed else 201,
+            charge=ChargeOut.of(answer.charge, replayed=answer.replayed),
+        )
+    return UsageBatchOut(results=[r for r in results if r is not None])
+
+
+def _problem_result(index: int, exc: WalletError, request: Request) -> BatchResult:
+    refusal = problem_for(exc, request)
+    return BatchResult(index=index, status=refusal.status_code, problem=json.loads(bytes(refusal.body)))
+
+
+@router.post(
+    "/v1/admin/charges/{charge_id}/refunds",
+    status_code=status.HTTP_201_CREATED,
+    summary="Refund a usage charge, whole or in part",
+    description="What was owed is forgiven first, the rest is credited back to the wallet; quota the "
+    "charge used comes back to the current period. Never more than was charged.",
+    tags=["admin: usage"],
+    responses=problem_responses(403, 404, 409),
+    dependencies=[Idempotent],
+)
+async def refund_usage_charge(
+    charge_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    body: ChargeRefundIn,
+    session: SessionDep,
+    admin: AdminDep,
+) -> ChargeRefundOut:
+    refund = await refund_charge(
+        session, charge_id, amount=body.amount, reason=body.reason.strip(), actor=admin.actor
+    )
+    c = refund.amount.currency
+    return ChargeRefundOut(
+        id=refund.id,
+        charge_id=str(charge_id),
+        amount=MoneyOut.of(refund.amount.amount, c),
+        to_wallet=MoneyOut.of(refund.to_wallet, c),
+        forgiven=MoneyOut.of(refund.forgiven, c),
+        quota_seconds=refund.quota_seconds,
+        reason=refund.reason,
+        created_by=refund.created_by,
+        created_at=refund.created_at,
+        charge=ChargeOut.of(refund.charge),
+    )

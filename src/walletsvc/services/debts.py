@@ -1,0 +1,75 @@
+"""What a tenant owes: usage its wallet could not pay when it happened. Every credit (a top-up, an
+admin credit) pays it off, oldest charge first; when nothing is owed any more the flag is lifted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from walletsvc.db.repositories.usage import LockedWallet, UsageRepository
+from walletsvc.domain.ledger import CounterAccount, EntryType
+
+
+def usage_row(
+    wallet: LockedWallet,
+    *,
+    amount: int,
+    entry_type: EntryType,
+    reference_type: str,
+    reference_id: str,
+    description: str,
+    actor: str,
+) -> dict[str, Any]:
+    """A ledger row for a wallet held by the writer: chained from its current balance, then applied."""
+    wallet.ledger_seq += 1
+    before = wallet.balance
+    wallet.balance += amount
+    return {
+        "tenant_id": wallet.tenant_id,
+        "seq": wallet.ledger_seq,
+        "type": entry_type.value,
+        "amount": amount,
+        "currency": wallet.currency,
+        "balance_before": before,
+        "balance_after": wallet.balance,
+        "counter_account": CounterAccount.REVENUE_USAGE.value,
+        "reference_type": reference_type,
+        "reference_id": reference_id,
+        "description": description,
+        "actor": actor,
+        "allow_negative": False,
+    }
+
+
+async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
+    """Pay what is owed from what the wallet has available now; answer how much was paid."""
+    repo = UsageRepository(session)
+    wallet = await repo.lock_wallet(tenant_id)
+    if wallet.owed == 0:
+        return 0
+    rows: list[dict[str, Any]] = []
+    paid_total = 0
+    for charge in await repo.owed_charges(tenant_id):
+        pay = min(charge.owed, wallet.available)
+        if pay <= 0:
+            break
+        rows.append(
+            usage_row(
+                wallet,
+                amount=-pay,
+                entry_type=EntryType.USAGE_CHARGE,
+                reference_type="usage_charge",
+                reference_id=str(charge.id),
+                description=f"Owed for {charge.kind.value} {charge.reference_id}, paid",
+                actor="system:debts",
+            )
+        )
+        await repo.update_charge(tenant_id, charge.id, charged=charge.charged + pay, owed=charge.owed - pay)
+        wallet.owed -= pay
+        paid_total += pay
+    if wallet.owed == 0:
+        wallet.flagged = False
+    await repo.append_ledger(rows)
+    await repo.save_wallet(wallet)
+    return paid_total

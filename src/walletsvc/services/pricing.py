@@ -1,0 +1,92 @@
+"""What a tenant pays: its plan's rates and quota, or its currency's defaults; and the minimum balance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from walletsvc.config import Settings
+from walletsvc.db.repositories.plans import BillingDefaultsRepository, PlanRepository, SubscriptionRepository
+from walletsvc.domain.errors import InvalidRequest
+from walletsvc.domain.plans import Plan, Subscription, current_period
+from walletsvc.domain.rating import Rates, UsageKind
+
+_UNIT_KEYS = {
+    UsageKind.SMS: "sms_price",
+    UsageKind.EMAIL: "email_price",
+    UsageKind.FAX: "fax_page_price",
+    UsageKind.FILE_TRANSFER: "file_transfer_price",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    rates: Rates
+    plan: Plan | None
+    subscription: Subscription | None
+    minimum_balance: int
+
+    @property
+    def quota_remaining_seconds(self) -> int:
+        if self.plan is None or self.subscription is None:
+            return 0
+        return self.subscription.quota_remaining_seconds(self.plan)
+
+
+def rates_from_settings(currency: str, values: dict[str, str | int]) -> Rates:
+    try:
+        return Rates(
+            currency=currency,
+            per_minute_rate=Decimal(str(values.get("per_minute_rate", "0"))),
+            billing_increment_seconds=int(values.get("billing_increment_seconds", 60)),
+            minimum_billable_seconds=int(values.get("minimum_billable_seconds", 0)),
+            connection_fee=Decimal(str(values.get("connection_fee", "0"))),
+            unit_prices={kind: Decimal(str(values.get(key, "0"))) for kind, key in _UNIT_KEYS.items()},
+        )
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidRequest(f"DEFAULT_RATES for {currency} are not valid: {exc}") from exc
+
+
+async def default_pricing(session: AsyncSession, settings: Settings, currency: str) -> tuple[Rates, int]:
+    stored = await BillingDefaultsRepository(session).get(currency)
+    if stored is not None:
+        return stored
+    configured = settings.default_rates.get(currency)
+    if configured is None:
+        raise InvalidRequest(
+            f"no rates are set for {currency}: give the tenant a plan, or set them with "
+            f"PUT /v1/admin/billing-defaults/{currency}"
+        )
+    return rates_from_settings(currency, configured), settings.minimum_balances.get(currency, 0)
+
+
+async def pricing_for(
+    session: AsyncSession, settings: Settings, tenant_id: str, currency: str, *, lock: bool = False
+) -> Pricing:
+    """The tenant's prices now. With `lock`, the subscription row is locked (its quota is about to be
+    used) and a period that has ended is rolled forward, with its quota back to zero."""
+    subscriptions = SubscriptionRepository(session)
+    subscription = await subscriptions.get(tenant_id, for_update=lock)
+    default_rates, minimum = await default_pricing(session, settings, currency)
+    if subscription is None:
+        return Pricing(default_rates, None, None, minimum)
+    plan = await PlanRepository(session).get(subscription.plan_id)
+    start, end, moved = current_period(subscription.period_start, subscription.period_end, datetime.now(UTC))
+    if moved:
+        # The plan's monthly price for the new period is charged by the period-end job, not here.
+        used = 0
+        if lock:
+            subscription = await subscriptions.put(
+                tenant_id,
+                plan_id=plan.id,
+                period_start=start,
+                period_end=end,
+                quota_used_seconds=used,
+                changed_by="system:period",
+            )
+        else:
+            subscription = Subscription(tenant_id, plan.id, start, end, used)
+    return Pricing(plan.rates, plan, subscription, minimum)
