@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     jwt_public_key: SecretStr | None = None
     jwt_audience: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0)
+    # How long a verified API key is remembered in a process; a revocation elsewhere takes this long.
+    api_key_cache_seconds: float = Field(default=10.0, ge=0)
 
     idempotency_lock_seconds: int = Field(default=60, ge=1)
     idempotency_retention_hours: int = Field(default=72, ge=1)

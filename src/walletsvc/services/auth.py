@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -50,8 +52,13 @@ async def create_api_key(
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
+        # Telephony sends every charge with the same key: remember a verified key for a few seconds
+        # instead of reading it from the database on every request. A revocation reaches this process
+        # at once (forget) and other processes within API_KEY_CACHE_SECONDS.
+        self._keys: dict[bytes, tuple[Principal, float]] = {}
         self._jwt_key: str | None = None
         self._algorithms: list[str] = []
         if settings.jwt_public_key is not None and settings.jwt_public_key.get_secret_value():
@@ -61,8 +68,28 @@ class Authenticator:
 
     async def authenticate(self, session: AsyncSession, token: str) -> Principal:
         if token.startswith(API_KEY_PREFIX):
-            return await self._api_key(session, token)
+            return await self._cached_api_key(session, token)
         return self._jwt(token)
+
+    async def _cached_api_key(self, session: AsyncSession, token: str) -> Principal:
+        digest = hash_secret(token)
+        now = self.clock()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        principal = await self._api_key(session, token)
+        ttl = self.settings.api_key_cache_seconds
+        if ttl > 0:
+            if len(self._keys) > 10_000:  # bounded: drop everything rather than grow without end
+                self._keys.clear()
+            self._keys[digest] = (principal, now + ttl)
+        return principal
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the cache at once (it was revoked here)."""
+        for digest, (principal, _) in list(self._keys.items()):
+            if principal.subject == key_id:
+                del self._keys[digest]
 
     def _jwt(self, token: str) -> Principal:
         if self._jwt_key is None:

@@ -166,6 +166,53 @@ CHECKS: tuple[Check, ...] = (
         """,
     ),
     Check(
+        "usage_charged_once",
+        "each usage charge's ledger rows add up to exactly what the wallet paid of it",
+        """
+        SELECT c.tenant_id, c.id AS charge_id, c.charged, COALESCE(-SUM(e.amount), 0) AS paid_in_ledger
+          FROM usage_charges c
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = c.tenant_id AND e.type = 'usage_charge'
+           AND e.reference_type = 'usage_charge' AND e.reference_id = c.id::text
+         GROUP BY c.tenant_id, c.id, c.charged
+        HAVING COALESCE(-SUM(e.amount), 0) <> c.charged
+        """,
+    ),
+    Check(
+        "charge_refunds_credited_once",
+        "each charge refund credits the wallet exactly its to_wallet part",
+        """
+        SELECT r.tenant_id, r.id AS refund_id, r.to_wallet, COALESCE(SUM(e.amount), 0) AS credited_in_ledger
+          FROM charge_refunds r
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = r.tenant_id AND e.type = 'usage_refund'
+           AND e.reference_type = 'charge_refund' AND e.reference_id = r.id
+         GROUP BY r.tenant_id, r.id, r.to_wallet
+        HAVING COALESCE(SUM(e.amount), 0) <> r.to_wallet
+        """,
+    ),
+    Check(
+        "owed_matches_charges",
+        "each wallet's owed figure is the sum of what its usage charges still owe",
+        """
+        SELECT w.tenant_id, w.owed, COALESCE(s.owed, 0) AS owed_by_charges
+          FROM wallets w
+          LEFT JOIN (SELECT tenant_id, SUM(owed) AS owed FROM usage_charges GROUP BY tenant_id) s USING (tenant_id)
+         WHERE w.owed <> COALESCE(s.owed, 0)
+        """,
+    ),
+    Check(
+        "reserved_matches_holds",
+        "each wallet's reserve is the sum of its active call holds",
+        """
+        SELECT w.tenant_id, w.reserved, COALESCE(s.held, 0) AS held
+          FROM wallets w
+          LEFT JOIN (SELECT tenant_id, SUM(amount) AS held FROM holds WHERE status = 'active'
+                      GROUP BY tenant_id) s USING (tenant_id)
+         WHERE w.reserved <> COALESCE(s.held, 0)
+        """,
+    ),
+    Check(
         "reserved_within_bounds",
         "no wallet holds a negative reserve",
         "SELECT tenant_id, reserved FROM wallets WHERE reserved < 0",

@@ -213,6 +213,11 @@ async def settle_provider_refund(
     if refund is None:
         if state is RefundState.FAILED:
             return None
+        if topup.status in (TopupStatus.PENDING, TopupStatus.FAILED):
+            # A refund means the payment was captured: its credit is on its way (a webhook being retried,
+            # reconcile). Dropping the refund now would leave the wallet holding refunded money, so
+            # refuse it, and the provider delivers it again later.
+            raise Conflict("the top-up this refund is for has not been credited yet; deliver it again later")
         if topup.status is not TopupStatus.SUCCEEDED:
             log.warning("refund reported for a top-up that was never credited", extra={"topup_id": topup.id})
             await TopupRepository(session).add_event(

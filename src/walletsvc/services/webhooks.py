@@ -249,10 +249,16 @@ async def _apply_razorpay(session: AsyncSession, event_type: str, body: dict[str
         notes = refund.get("notes") or {}
         if isinstance(notes, list):
             notes = {}
+        payment_notes = payment.get("notes") or {}
+        if isinstance(payment_notes, list):
+            payment_notes = {}
+        # A refund made in the dashboard has no notes of ours, and its payment may not be known here yet
+        # (its capture not heard of): the payment entity sent along names the order.
         located = await _locate(
             session,
             ProviderName.RAZORPAY,
-            topup_id=notes.get("topup_id"),
+            topup_id=notes.get("topup_id") or payment_notes.get("topup_id"),
+            checkout_id=payment.get("order_id"),
             payment_id=refund.get("payment_id"),
         )
         if located is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Request, status
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
 from walletsvc.api.routing import TransactionalRoute
@@ -51,6 +51,11 @@ async def list_keys(
     dependencies=[Idempotent],
 )
 async def revoke_key(
-    key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], session: SessionDep, admin: AdminDep
+    key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
+    request: Request,
+    session: SessionDep,
+    admin: AdminDep,
 ) -> ApiKeyOut:
-    return ApiKeyOut.of(await ApiKeyRepository(session).revoke(key_id))
+    revoked = ApiKeyOut.of(await ApiKeyRepository(session).revoke(key_id))
+    request.app.state.authenticator.forget(key_id)
+    return revoked
