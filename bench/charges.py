@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -70,6 +71,41 @@ async def run_load(
         flush=True,
     )
     return result
+
+
+class RawHTTP:
+    """A minimal HTTP/1.1 keep-alive client on asyncio streams. httpx costs several times more CPU per
+    request than the server's trivial endpoint does, and client and server share this machine's two
+    cores: a heavy client would hide the server's own cost and flatter every ratio."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
+        if body:
+            lines.append("Content-Type: application/json")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def start_server(port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
@@ -177,38 +213,38 @@ async def main() -> None:
         many = [f"bench-{i:05d}-{uuid.uuid4().hex[:4]}" for i in range(args.wallets)]
         await seed(dsn_for_sql, [hot, *many], balance=10**12)
 
-        limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as c:
-            created = await c.post(
+        async with httpx.AsyncClient(base_url=base, timeout=30) as setup:
+            created = await setup.post(
                 "/v1/admin/api-keys",
                 json={"scopes": ["usage:write"], "name": "bench"},
                 headers=admin_headers(),
             )
-            key = {"Authorization": f"Bearer {created.json()['key']}"}
-            run = uuid.uuid4().hex[:6]
+        key = {"Authorization": f"Bearer {created.json()['key']}"}
+        run = uuid.uuid4().hex[:6]
+        connections = [RawHTTP("127.0.0.1", port) for _ in range(args.clients)]
 
-            async def trivial(n: int, i: int) -> None:
-                r = await c.get("/healthz")
-                assert r.status_code == 200
+        async def trivial(n: int, i: int) -> None:
+            status, _ = await connections[n].request("GET", "/healthz")
+            assert status == 200
 
-            def usage_on(
-                phase: str, tenant_of: Callable[[int, int], str]
-            ) -> Callable[[int, int], Awaitable[None]]:
-                async def one(n: int, i: int) -> None:
-                    r = await c.post(
-                        "/v1/usage",
-                        json={
-                            "tenant_id": tenant_of(n, i),
-                            "kind": "sms",
-                            "reference_id": f"{run}-{phase}-{n}-{i}",
-                            "quantity": 1,
-                        },
-                        headers=key,
-                    )
-                    assert r.status_code == 201, r.text
+        def usage_on(
+            phase: str, tenant_of: Callable[[int, int], str]
+        ) -> Callable[[int, int], Awaitable[None]]:
+            async def one(n: int, i: int) -> None:
+                body = {
+                    "tenant_id": tenant_of(n, i),
+                    "kind": "sms",
+                    "reference_id": f"{run}-{phase}-{n}-{i}",
+                    "quantity": 1,
+                }
+                status, answer = await connections[n].request(
+                    "POST", "/v1/usage", json.dumps(body).encode(), key
+                )
+                assert status == 201, answer
 
-                return one
+            return one
 
+        try:
             print(
                 f"walletsvc bench: {args.clients} concurrent clients, {args.seconds:.0f} s each, "
                 f"{args.workers} server worker(s), {where}, {os.cpu_count()} CPUs",
@@ -228,6 +264,9 @@ async def main() -> None:
                 args.seconds,
                 usage_on("spread", lambda n, i: many[(n * 7919 + i) % len(many)]),
             )
+        finally:
+            for connection in connections:
+                await connection.close()
 
         pool = await asyncpg.create_pool(dsn_for_sql, min_size=args.clients, max_size=args.clients)
         try:
