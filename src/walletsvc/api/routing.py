@@ -82,7 +82,8 @@ class TransactionalRoute(APIRoute):
                 try:
                     if claim is not None and not isinstance(response, StreamingResponse):
                         await store.complete(session, claim, _stored(response))
-                    await session.commit()
+                    if session.in_transaction():  # a request that read nothing has nothing to commit
+                        await session.commit()
                 except BaseException:
                     if claim is not None:
                         await store.release(claim)

@@ -7,6 +7,7 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep, SettingsDep, UsageWriterDep
 from walletsvc.api.errors import problem_for
@@ -81,6 +82,14 @@ async def authorize_call(
     )
 
 
+async def _release_connection(session: AsyncSession) -> None:
+    """The charge writer uses its own connection. A request that looked up its API key still holds one
+    in its session: end that read-only transaction before waiting, or a burst of requests larger than
+    the pool holds every connection while the writer they wait for cannot get one."""
+    if session.in_transaction():
+        await session.rollback()
+
+
 def _record(body: UsageIn, caller: Principal) -> UsageRecord:
     return UsageRecord(
         tenant_id=caller.tenant_for(body.tenant_id),
@@ -114,11 +123,14 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
     "it all, it pays what it can, the rest is recorded as owed, the tenant is flagged, and the answer is "
     "402 INSUFFICIENT_FUNDS with `charge_id`, `charged` and `owed`; the next top-up pays what is owed.",
     responses=problem_responses(402, 403, 404),
+    dependencies=[Idempotent],
 )
 async def charge_usage(
-    body: UsageIn, response: Response, writer: WriterDep, caller: UsageWriterDep
+    body: UsageIn, response: Response, session: SessionDep, writer: WriterDep, caller: UsageWriterDep
 ) -> ChargeOut:
-    outcome = await writer.charge(_record(body, caller))
+    record = _record(body, caller)
+    await _release_connection(session)
+    outcome = await writer.charge(record)
     _refuse_if_owed(outcome)
     if outcome.replayed:
         response.status_code = status.HTTP_200_OK
@@ -131,9 +143,10 @@ async def charge_usage(
     description="The answer lists one result per record, in order, with the status that record alone "
     "would have had (201 charged, 200 replayed, 402 owed, 404, 422) and its charge or problem.",
     responses=problem_responses(403),
+    dependencies=[Idempotent],
 )
 async def charge_usage_batch(
-    body: UsageBatchIn, request: Request, writer: WriterDep, caller: UsageWriterDep
+    body: UsageBatchIn, request: Request, session: SessionDep, writer: WriterDep, caller: UsageWriterDep
 ) -> UsageBatchOut:
     results: list[BatchResult | None] = [None] * len(body.records)
     records: list[tuple[int, UsageRecord]] = []
@@ -142,6 +155,7 @@ async def charge_usage_batch(
             records.append((index, _record(item, caller)))
         except WalletError as exc:
             results[index] = _problem_result(index, exc, request)
+    await _release_connection(session)
     answers = await writer.charge_many([r for _, r in records])
     for (index, _), answer in zip(records, answers, strict=True):
         if isinstance(answer, WalletError):
