@@ -34,18 +34,25 @@ class Subscription:
         return max(plan.included_minutes * 60 - self.quota_used_seconds, 0)
 
 
-def add_month(moment: datetime) -> datetime:
-    """The same day next month, or its last day when the month is shorter (31 Jan -> 28/29 Feb)."""
+def add_month(moment: datetime, *, day: int | None = None) -> datetime:
+    """The same day next month (or `day`, a period's anchor), or the month's last day when it is shorter
+    (31 Jan -> 28/29 Feb)."""
     year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
-    day = min(moment.day, calendar.monthrange(year, month)[1])
+    day = min(day or moment.day, calendar.monthrange(year, month)[1])
     return moment.replace(year=year, month=month, day=day)
 
 
 def current_period(start: datetime, end: datetime, now: datetime) -> tuple[datetime, datetime, bool]:
-    """Roll a period forward, a month at a time, until it contains `now`; say whether it moved."""
+    """Roll a period forward, a month at a time, until it contains `now`; say whether it moved.
+
+    A period keeps the day it is anchored on: one opened on 31 Jan ends 28 Feb, then 31 Mar, 30 Apr,
+    not 28 Mar, 28 Apr. The anchor is the larger of the start and end days, because no two
+    consecutive months are both shorter than it; so it survives being stored and rolled month by month.
+    """
+    anchor = max(start.day, end.day)
     moved = False
     while now >= end:
-        start, end, moved = end, add_month(end), True
+        start, end, moved = end, add_month(end, day=anchor), True
     return start, end, moved
 
 

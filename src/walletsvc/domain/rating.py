@@ -105,8 +105,11 @@ def affordable_seconds(
     available: int, rates: Rates, *, quota_remaining_seconds: int, cap_seconds: int
 ) -> int:
     """How long a call may run: the remaining quota, plus what the available balance pays for at the
-    rate (after the connection fee), rounded down to whole increments, never above `cap_seconds`."""
+    rate (after the connection fee), rounded down to whole increments, never above `cap_seconds`.
+    Quota covers minutes, not the fee: a wallet that cannot pay the fee affords no call at all."""
     increment = rates.billing_increment_seconds
+    if round_minor(rates.connection_fee) > max(available, 0):
+        return 0
     budget = Decimal(available) - rates.connection_fee
     if rates.per_minute_rate == 0:
         paid = cap_seconds if budget >= 0 else 0

@@ -63,6 +63,12 @@ async def default_pricing(session: AsyncSession, settings: Settings, currency: s
     return rates_from_settings(currency, configured), settings.minimum_balances.get(currency, 0)
 
 
+async def minimum_balance(session: AsyncSession, settings: Settings, currency: str) -> int:
+    """The minimum a call needs to start, for a tenant with a plan: it needs no default rates."""
+    stored = await BillingDefaultsRepository(session).get(currency)
+    return stored[1] if stored is not None else settings.minimum_balances.get(currency, 0)
+
+
 async def pricing_for(
     session: AsyncSession, settings: Settings, tenant_id: str, currency: str, *, lock: bool = False
 ) -> Pricing:
@@ -70,9 +76,10 @@ async def pricing_for(
     used) and a period that has ended is rolled forward, with its quota back to zero."""
     subscriptions = SubscriptionRepository(session)
     subscription = await subscriptions.get(tenant_id, for_update=lock)
-    default_rates, minimum = await default_pricing(session, settings, currency)
     if subscription is None:
+        default_rates, minimum = await default_pricing(session, settings, currency)
         return Pricing(default_rates, None, None, minimum)
+    minimum = await minimum_balance(session, settings, currency)
     plan = await PlanRepository(session).get(subscription.plan_id)
     start, end, moved = current_period(subscription.period_start, subscription.period_end, datetime.now(UTC))
     if moved:

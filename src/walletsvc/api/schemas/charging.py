@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.api.schemas.wallets import MAX_AMOUNT, TENANT_ID_PATTERN
@@ -96,6 +96,9 @@ class PlanCreate(RatesIn):
 
 
 class PlanPatch(BaseModel):
+    # A plan's currency and id never change: a field this model does not know is refused, not ignored.
+    model_config = ConfigDict(extra="forbid")
+
     name: str | None = Field(default=None, min_length=1, max_length=100, pattern=NO_NUL_PATTERN)
     monthly_price: StrictInt | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     included_minutes: StrictInt | None = Field(default=None, ge=0, le=10_000_000)
