@@ -85,7 +85,7 @@ ADMIN_REQUESTS: dict[tuple[str, str], Request] = {
         "/v1/admin/topups/top_unknown/refunds", json={"reason": "sneaky"}, headers=h
     ),
     ("POST", "/v1/admin/bonus-rules"): lambda c, h, w: c.post(
-        "/v1/admin/bonus-rules", json={"currency": "INR", "min_amount": 0, "percent": "50"}, headers=h
+        "/v1/admin/bonus-rules", json={"currency": "ISK", "min_amount": 0, "percent": "50"}, headers=h
     ),
     ("GET", "/v1/admin/bonus-rules"): lambda c, h, w: c.get("/v1/admin/bonus-rules", headers=h),
     ("PATCH", "/v1/admin/bonus-rules/{rule_id}"): lambda c, h, w: c.patch(

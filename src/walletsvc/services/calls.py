@@ -15,6 +15,7 @@ from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.usage import UsageRepository
 from walletsvc.domain.money import Money
 from walletsvc.domain.plans import Authorization, authorize_call
+from walletsvc.domain.rating import UsageKind
 from walletsvc.services.pricing import pricing_for
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ async def authorize(
     existing = await repo.hold(tenant_id, call_id)
     if existing is not None and existing["status"] == "active":
         return _from_hold(existing, wallet.available)
+    # A call whose hangup was charged already (with no hold, or its hold closed) is over: a hold placed
+    # now would never be settled and would keep the money reserved until it expires.
+    used = existing is not None or bool(await repo.existing(tenant_id, [(UsageKind.CALL.value, call_id)]))
     wallet.reserved -= await repo.expire_holds(tenant_id)
     pricing = await pricing_for(session, settings, tenant_id, wallet.currency, lock=False)
     today = datetime.now(UTC).date()
@@ -75,7 +79,7 @@ async def authorize(
         daily_spend_cap=wallet.daily_spend_cap,
     )
     expires_at = None
-    if decision.allowed and existing is None:
+    if decision.allowed and not used:
         hold = await repo.add_hold(
             tenant_id=tenant_id,
             call_id=call_id,
@@ -86,9 +90,9 @@ async def authorize(
         )
         wallet.reserved += decision.hold.amount
         expires_at = hold["expires_at"]
-    elif decision.allowed and existing is not None:
-        # The call was authorized before and its hold is closed (settled or expired): it may not
-        # start again under the same id.
+    elif decision.allowed:
+        # The call was authorized before and its hold is closed (settled or expired), or its hangup
+        # was charged: it may not start again under the same id.
         decision = Authorization(
             False, 0, Money(0, wallet.currency), "this call id was already used", "CALL_ID_USED"
         )
