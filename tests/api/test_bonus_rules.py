@@ -442,3 +442,59 @@ async def test_patch_clearing_the_window_keeps_the_rule(
     assert response.status_code == 200, response.text
     assert response.json()["starts_at"] is None
     assert response.json()["ends_at"] is None
+
+
+# --- refunds take the bonus back -----------------------------------------------------------------------
+
+
+async def test_refunds_take_back_the_bonus_share_and_all_of_it_in_the_end(
+    client: httpx.AsyncClient,
+    create_tenant: TenantFactory,
+    razorpay: FakeRazorpay,
+    bonus_rule: RuleFactory,
+    admin_headers: dict[str, str],
+) -> None:
+    await bonus_rule(min_amount=50_000, percent="10")
+    tenant = await create_tenant()
+    topup, _ = await paid_topup(client, razorpay, tenant["id"], 60_001)
+    assert topup["bonus"] == {"amount": 6_000, "currency": "INR"}  # 6000.1 rounds to 6000
+    url = f"/v1/admin/topups/{topup['id']}/refunds"
+
+    first = await client.post(url, json={"amount": 20_000, "reason": "part"}, headers=admin_headers)
+    assert first.status_code == 201, first.text
+    # 6000 * 20000 // 60001 = 1999 of the bonus goes with the first part.
+    assert await balance(client, tenant["id"]) == 66_001 - 20_000 - 1_999
+    rest = await client.post(url, json={"reason": "the rest"}, headers=admin_headers)
+    assert rest.status_code == 201, rest.text
+    assert await balance(client, tenant["id"]) == 0  # every paisa of top-up and bonus went back
+
+    rows = await transactions(client, tenant["id"])
+    taken_back = [r for r in rows if r["type"] == "bonus" and r["amount"]["amount"] < 0]
+    assert sorted(r["amount"]["amount"] for r in taken_back) == [-4_001, -1_999]
+    assert all(r["counter_account"] == "promotions" for r in taken_back)
+    assert {r["reference"]["type"] for r in taken_back} == {"topup_refund"}
+
+
+async def test_a_refund_needs_the_wallet_to_hold_the_bonus_share_too(
+    client: httpx.AsyncClient,
+    create_tenant: TenantFactory,
+    razorpay: FakeRazorpay,
+    bonus_rule: RuleFactory,
+    admin_headers: dict[str, str],
+) -> None:
+    await bonus_rule(min_amount=50_000, percent="10")
+    tenant = await create_tenant()
+    topup, _ = await paid_topup(client, razorpay, tenant["id"], 50_000)
+    spent = await client.post(
+        f"/v1/admin/tenants/{tenant['id']}/adjustments",
+        json={"amount": -5_001, "reason": "usage elsewhere"},
+        headers=admin_headers,
+    )
+    assert spent.status_code == 201, spent.text
+    # 49,999 left: the whole top-up (50,000) plus its bonus (5,000) cannot go back without force.
+    refused = await client.post(
+        f"/v1/admin/topups/{topup['id']}/refunds", json={"reason": "all"}, headers=admin_headers
+    )
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["requested"]["amount"] == 55_000
+    assert await balance(client, tenant["id"]) == 49_999

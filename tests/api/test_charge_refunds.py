@@ -314,3 +314,23 @@ async def test_concurrent_refunds_of_one_charge_never_exceed_it(
     assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(1_000)
     refunds = await ledger(client, tenant["id"], "usage_refund")
     assert sorted(r["amount"]["amount"] for r in refunds) == [10] * 6 + [15]
+
+
+async def test_money_a_refund_puts_back_pays_what_other_charges_still_owe(
+    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
+) -> None:
+    tenant = await create_tenant(currency="USD", country="USA", balance=20)
+    key = await usage_key(client, admin_headers, tenant["id"])
+    paid = await charge_call(client, key, 60)  # 15: paid in full
+    owing = await client.post(
+        "/v1/usage", json={"kind": "call", "reference_id": ref("call"), "duration_seconds": 120}, headers=key
+    )
+    problem = assert_problem(owing, 402, "INSUFFICIENT_FUNDS")
+    assert (problem["charged"], problem["owed"]) == (usd(5), usd(15))
+
+    back = await refund(client, admin_headers, paid["id"])
+    assert back.status_code == 201, back.text
+    assert back.json()["to_wallet"] == usd(15)
+    # The 15 that came back paid the 15 the second call still owed: nothing owed, flag lifted.
+    wallet = await wallet_of(client, admin_headers, tenant["id"])
+    assert (wallet["balance"], wallet["owed"], wallet["flagged"]) == (usd(0), usd(0), False)

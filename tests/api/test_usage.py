@@ -649,3 +649,17 @@ async def test_batch_with_a_float_duration_is_refused_whole(
     response = await client.post("/v1/usage/batch", json={"records": records}, headers=key)
     assert_problem(response, 422, "VALIDATION_FAILED")
     assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(100)
+
+
+async def test_a_call_with_a_quantity_is_refused_and_charges_nothing(
+    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
+) -> None:
+    tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
+    key = await usage_key(client, admin_headers, tenant["id"])
+    response = await client.post(
+        "/v1/usage",
+        json={"kind": "call", "reference_id": ref("call"), "duration_seconds": 60, "quantity": 5},
+        headers=key,
+    )
+    assert_problem(response, 422, "VALIDATION_FAILED")
+    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(1_000)

@@ -24,8 +24,10 @@ from tests.conftest import STRIPE_API_BASE, TenantFactory
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
     balance,
+    deliver,
     isolated_client,
     paid_topup,
+    payment_event,
     start_topup,
     switch_off_bonus_rules,
     topup_detail,
@@ -106,6 +108,28 @@ async def test_pending_topup_with_a_captured_payment_is_credited_once(
     assert refund.status_code == 201, refund.text
     assert razorpay.refund_requests[-1].url.path == f"/v1/payments/{payment['id']}/refund"
     assert await balance(client, tenant["id"]) == 0
+
+
+async def test_failed_topup_paid_again_on_the_same_order_is_credited(
+    db: Database, app: Any, client: httpx.AsyncClient, create_tenant: TenantFactory, razorpay: FakeRazorpay
+) -> None:
+    tenant = await create_tenant()
+    topup = await start_topup(client, tenant["id"], 25_000)
+    declined = razorpay.pay(topup["checkout"]["order_id"], status="failed")
+    hook = await deliver(client, payment_event("payment.failed", declined))
+    assert hook.status_code == 200, hook.text
+    assert (await topup_detail(client, tenant["id"], topup["id"]))["status"] == "failed"
+    # The customer tries again on the same order and pays; neither verify nor the webhook arrives.
+    razorpay.pay(topup["checkout"]["order_id"])
+
+    report = await run_reconcile(db, app)
+    assert mentions(report, topup["id"]) == []
+    detail = await topup_detail(client, tenant["id"], topup["id"])
+    assert detail["status"] == "succeeded"
+    assert await balance(client, tenant["id"]) == 25_000
+    again = await run_reconcile(db, app)
+    assert mentions(again, topup["id"]) == []
+    assert await balance(client, tenant["id"]) == 25_000
 
 
 async def test_pending_topup_whose_order_has_no_captured_payment_stays_pending(

@@ -31,7 +31,9 @@ class CounterAccount(StrEnum):
     ADJUSTMENTS = "adjustments"
 
 
-MAY_GO_NEGATIVE = frozenset({EntryType.ADJUSTMENT, EntryType.TOPUP_REFUND})
+# A refund, and the bonus share it takes back, are debited even if the tenant spent the money meanwhile:
+# the provider has already paid it out.
+MAY_GO_NEGATIVE = frozenset({EntryType.ADJUSTMENT, EntryType.TOPUP_REFUND, EntryType.BONUS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ class EntryRequest:
         if self.amount.amount == 0:
             raise InvalidRequest("a ledger entry moves a non-zero amount")
         if self.allow_negative and self.type not in MAY_GO_NEGATIVE:
-            raise InvalidRequest("only an adjustment or a top-up refund may take a balance below zero")
+            raise InvalidRequest("only an adjustment or a top-up refund (and its bonus) may go below zero")
 
 
 @dataclass(frozen=True, slots=True)

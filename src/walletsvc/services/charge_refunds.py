@@ -16,7 +16,7 @@ from walletsvc.db.repositories.usage import UsageCharge, UsageRepository
 from walletsvc.domain.errors import Conflict, InvalidRequest, NotFound
 from walletsvc.domain.ledger import EntryType
 from walletsvc.domain.money import Money
-from walletsvc.services.debts import usage_row
+from walletsvc.services.debts import settle_owed, usage_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,9 @@ async def refund_charge(
             await subscriptions.set_quota_used(
                 tenant_id, max(subscription.quota_used_seconds - quota_back, 0)
             )
+    if to_wallet and wallet.owed:
+        # Money back in the wallet pays what the tenant still owes on other charges, like any credit.
+        await settle_owed(session, tenant_id)
     row = (
         await session.execute(
             insert(t.charge_refunds)

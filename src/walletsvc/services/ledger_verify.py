@@ -76,7 +76,7 @@ CHECKS: tuple[Check, ...] = (
         """
         SELECT tenant_id, id, type, amount, balance_after FROM ledger_entries
          WHERE amount < 0 AND balance_after < 0
-           AND NOT (type IN ('adjustment', 'topup_refund') AND allow_negative)
+           AND NOT (type IN ('adjustment', 'topup_refund', 'bonus') AND allow_negative)
         """,
     ),
     Check(
@@ -125,6 +125,22 @@ CHECKS: tuple[Check, ...] = (
          GROUP BY t.tenant_id, t.id, t.bonus_amount
         HAVING COUNT(e.id) <> (CASE WHEN t.bonus_amount IS NULL THEN 0 ELSE 1 END)
             OR COALESCE(SUM(e.amount), 0) <> COALESCE(t.bonus_amount, 0)
+        """,
+    ),
+    Check(
+        "bonus_follows_refunds",
+        "each refunded top-up has given back exactly its refunded share of the bonus",
+        """
+        SELECT t.tenant_id, t.id AS topup_id, t.bonus_amount, t.credited_amount, t.refunded_amount,
+               COALESCE(SUM(e.amount), 0) AS bonus_taken_back
+          FROM topups t
+          LEFT JOIN topup_refunds r ON r.tenant_id = t.tenant_id AND r.topup_id = t.id
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = t.tenant_id AND e.type = 'bonus' AND e.reference_id = r.id
+           AND e.reference_type IN ('topup_refund', 'topup_refund_reversal')
+         WHERE t.bonus_amount IS NOT NULL
+         GROUP BY t.tenant_id, t.id, t.bonus_amount, t.credited_amount, t.refunded_amount
+        HAVING COALESCE(SUM(e.amount), 0) <> -(t.bonus_amount * t.refunded_amount / t.credited_amount)
         """,
     ),
     Check(

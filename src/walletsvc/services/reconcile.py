@@ -11,6 +11,7 @@ from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
 from walletsvc.domain.errors import WalletError
+from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import TopupStatus
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.refunds import apply_refund_result
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 # A top-up whose checkout was never created (the provider was down) is given up after this long.
 ABANDON_AFTER = timedelta(hours=24)
+RAZORPAY_RETRY_WINDOW = timedelta(hours=24)
 
 
 @dataclass(slots=True)
@@ -35,7 +37,11 @@ class ReconcileReport:
 async def reconcile(db: Database, gateways: Gateways, *, older_than: timedelta) -> ReconcileReport:
     report = ReconcileReport()
     async with db.sessionmaker() as session:
-        pending = await TopupRepository(session).pending_older_than(older_than)
+        topups = TopupRepository(session)
+        pending = await topups.pending_older_than(older_than)
+        # A customer may pay a Razorpay order again after a failed attempt; if that capture's webhook and
+        # verify call were both lost, only this look finds it.
+        pending += await topups.recently_failed(ProviderName.RAZORPAY, RAZORPAY_RETRY_WINDOW)
         refunds = await RefundRepository(session).pending_older_than(older_than)
     for topup in pending:
         report.checked += 1
@@ -61,9 +67,9 @@ async def reconcile(db: Database, gateways: Gateways, *, older_than: timedelta) 
                 settled = await settle_status(session, topup.tenant_id, topup.id, status, source="reconcile")
             if settled.status is TopupStatus.SUCCEEDED:
                 report.credited += 1
-            elif settled.status is TopupStatus.FAILED:
+            elif settled.status is TopupStatus.FAILED and topup.status is not TopupStatus.FAILED:
                 report.failed += 1
-            else:
+            elif settled.status is TopupStatus.PENDING:
                 report.still_pending += 1
         except WalletError as exc:
             report.errors.append(f"top-up {topup.id}: {exc.detail}")

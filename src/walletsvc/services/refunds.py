@@ -20,7 +20,7 @@ from walletsvc.domain.errors import (
     ProviderNotConfigured,
     ProviderUnavailable,
 )
-from walletsvc.domain.ledger import EntryRequest, EntryType
+from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
 from walletsvc.domain.money import Money
 from walletsvc.domain.topups import Topup, TopupStatus
 from walletsvc.providers.base import RefundResult, RefundState
@@ -72,10 +72,16 @@ async def refund_topup(
             f"at most {Money(refundable, topup.amount.currency).format()} of this top-up can still be refunded"
         )
     wallet = await WalletRepository(session).get(tenant_id)
-    if wanted > wallet.available and not force:
+    bonus_back = (
+        0
+        if topup.bonus is None
+        else bonus_share(topup.bonus.amount, topup.credited.amount, topup.refunded.amount + wanted)
+        - bonus_share(topup.bonus.amount, topup.credited.amount, topup.refunded.amount)
+    )
+    if wanted + bonus_back > wallet.available and not force:
         # The tenant has spent part of this top-up: refunding it all would hand back money used for calls.
         raise InsufficientFunds(
-            available=max(wallet.available, 0), requested=wanted, currency=wallet.currency
+            available=max(wallet.available, 0), requested=wanted + bonus_back, currency=wallet.currency
         )
     money = Money(wanted, topup.amount.currency)
     refund = await refunds.add(
@@ -152,6 +158,7 @@ async def debit_refund(
             allow_negative=True,
         )
     )
+    await _take_back_bonus(session, topup, current, refunded_delta=current.amount.amount)
     await TopupRepository(session).add_refunded(topup.tenant_id, topup.id, current.amount.amount)
     await TopupRepository(session).add_event(
         topup.tenant_id,
@@ -161,6 +168,44 @@ async def debit_refund(
         detail=f"{current.id}: {current.amount.format()}",
     )
     return await refunds.update(topup.tenant_id, current.id, debited=True)
+
+
+def bonus_share(bonus: int, credited: int, refunded: int) -> int:
+    """How much of a top-up's bonus goes with `refunded` of its `credited` amount: in proportion, rounded
+    down, so that refunding it all takes back exactly the whole bonus."""
+    return 0 if credited <= 0 else bonus * refunded // credited
+
+
+async def _take_back_bonus(
+    session: AsyncSession, topup: Topup, refund: TopupRefund, *, refunded_delta: int
+) -> None:
+    """A refund takes back the bonus share of what it refunds (a reversed refund gives it back): a bonus
+    is paid for money kept in the wallet, not for money sent back to the card."""
+    fresh = await TopupRepository(session).get(topup.tenant_id, topup.id)
+    if fresh.bonus is None or fresh.credited is None:
+        return
+    before = bonus_share(fresh.bonus.amount, fresh.credited.amount, fresh.refunded.amount)
+    after = bonus_share(fresh.bonus.amount, fresh.credited.amount, fresh.refunded.amount + refunded_delta)
+    if after == before:
+        return
+    reversal = refunded_delta < 0
+    await WalletRepository(session).apply(
+        EntryRequest(
+            tenant_id=topup.tenant_id,
+            type=EntryType.BONUS,
+            amount=Money(before - after, fresh.bonus.currency),
+            counter_account=CounterAccount.PROMOTIONS,
+            reference_type="topup_refund_reversal" if reversal else "topup_refund",
+            reference_id=refund.id,
+            description=(
+                f"Bonus of top-up {topup.id} given back: refund {refund.id} failed"
+                if reversal
+                else f"Bonus of top-up {topup.id} taken back with refund {refund.id}"
+            ),
+            actor=refund.created_by,
+            allow_negative=not reversal,  # follows its refund, which the provider has already paid out
+        )
+    )
 
 
 async def _refund_failed(
@@ -184,6 +229,7 @@ async def _refund_failed(
                 actor=f"provider:{topup.provider.value}",
             )
         )
+        await _take_back_bonus(session, topup, current, refunded_delta=-current.amount.amount)
         await TopupRepository(session).add_refunded(topup.tenant_id, topup.id, -current.amount.amount)
     await TopupRepository(session).add_event(
         topup.tenant_id, topup.id, "refund_failed", source=source, detail=current.id

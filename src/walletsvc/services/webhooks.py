@@ -4,6 +4,7 @@ handler reads the current state and moves it only forward (a late failure never 
 from __future__ import annotations
 
 import logging
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,8 @@ from walletsvc.services.topups import fail_topup, settle_status
 
 log = logging.getLogger(__name__)
 
+_located_tenant: ContextVar[str | None] = ContextVar("webhook_tenant", default=None)
+
 
 async def receive_event(
     session: AsyncSession, provider: ProviderName, event_id: str, event_type: str, payload: dict[str, Any]
@@ -32,11 +35,18 @@ async def receive_event(
         provider=provider.value, event_id=event_id, event_type=event_type, tenant_id=None, payload=payload
     ):
         return "duplicate"
-    if provider is ProviderName.STRIPE:
-        outcome = await _apply_stripe(session, event_type, (payload.get("data") or {}).get("object") or {})
-    else:
-        outcome = await _apply_razorpay(session, event_type, payload.get("payload") or {})
-    await events.set_outcome(provider.value, event_id, outcome)
+    located = _located_tenant.set(None)
+    try:
+        if provider is ProviderName.STRIPE:
+            outcome = await _apply_stripe(
+                session, event_type, (payload.get("data") or {}).get("object") or {}
+            )
+        else:
+            outcome = await _apply_razorpay(session, event_type, payload.get("payload") or {})
+        # The event is filed under the tenant it turned out to concern (none for an unknown event).
+        await events.set_outcome(provider.value, event_id, outcome, tenant_id=_located_tenant.get())
+    finally:
+        _located_tenant.reset(located)
     log.info(
         "webhook applied", extra={"provider": provider.value, "event_type": event_type, "outcome": outcome}
     )
@@ -51,9 +61,12 @@ async def _locate(
     checkout_id: str | None = None,
     payment_id: str | None = None,
 ) -> tuple[str, str] | None:
-    return await TopupRepository(session).locate(
+    found = await TopupRepository(session).locate(
         provider, topup_id=topup_id, checkout_id=checkout_id, payment_id=payment_id
     )
+    if found is not None:
+        _located_tenant.set(found[0])
+    return found
 
 
 # --- Stripe ----------------------------------------------------------------------------------------

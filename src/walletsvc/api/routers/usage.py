@@ -27,7 +27,6 @@ from walletsvc.api.schemas.charging import (
 from walletsvc.api.schemas.common import MoneyOut, problem_responses
 from walletsvc.domain.access import Principal
 from walletsvc.domain.errors import UsageOwed, WalletError
-from walletsvc.domain.rating import UsageKind
 from walletsvc.services.calls import authorize
 from walletsvc.services.charge_refunds import refund_charge
 from walletsvc.services.charging import ChargeOutcome, ChargeWriter, UsageRecord
@@ -96,7 +95,7 @@ def _record(body: UsageIn, caller: Principal) -> UsageRecord:
         kind=body.kind,
         reference_id=body.reference_id,
         duration_seconds=body.duration_seconds,
-        quantity=body.quantity if body.kind is not UsageKind.CALL else None,
+        quantity=body.quantity,
         actor=caller.actor,
     )
 

@@ -227,6 +227,25 @@ class TopupRepository:
         ).all()
         return [topup_from_mapping(r._mapping) for r in rows]
 
+    async def recently_failed(
+        self, provider: ProviderName, within: timedelta, *, limit: int = 500
+    ) -> list[Topup]:
+        """Failed top-ups of the last `within`: a Razorpay order stays payable after a failed attempt."""
+        rows = (
+            await self.session.execute(
+                select(t.topups)
+                .where(
+                    c.provider == provider.value,
+                    c.status == TopupStatus.FAILED.value,
+                    c.created_at > func.now() - within,
+                    c.provider_checkout_id.is_not(None),
+                )
+                .order_by(c.created_at)
+                .limit(limit)
+            )
+        ).all()
+        return [topup_from_mapping(r._mapping) for r in rows]
+
     async def add_event(
         self, tenant_id: str, topup_id: str, kind: str, *, source: str, detail: str = ""
     ) -> None:

@@ -38,9 +38,9 @@ class WebhookEventRepository:
         ).one_or_none()
         return inserted is not None
 
-    async def set_outcome(self, provider: str, event_id: str, outcome: str) -> None:
+    async def set_outcome(self, provider: str, event_id: str, outcome: str, *, tenant_id: str | None) -> None:
         await self.session.execute(
             update(t.webhook_events)
             .where(w.provider == provider, w.event_id == event_id)
-            .values(outcome=outcome)
+            .values(outcome=outcome, tenant_id=tenant_id)
         )
