@@ -17,13 +17,15 @@ from walletsvc.domain.errors import Unauthorized
 from walletsvc.services.auth import Authenticator
 
 
-def get_session(request: Request) -> AsyncSession:
+# Dependencies are `async def` even when they await nothing: FastAPI runs a plain `def` dependency in a
+# thread pool, a thread hop per request that the hot path cannot afford.
+async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened and committed by TransactionalRoute."""
     session: AsyncSession = request.state.session
     return session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

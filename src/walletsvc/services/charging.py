@@ -16,17 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from walletsvc.config import Settings
-from walletsvc.db.engine import Database, unit_of_work
-from walletsvc.db.repositories.plans import SubscriptionRepository
-from walletsvc.db.repositories.usage import LockedWallet, UsageCharge, UsageRepository
-from walletsvc.domain.errors import InvalidRequest, WalletError
-from walletsvc.domain.ledger import CounterAccount, EntryType
-from walletsvc.domain.plans import settle_charge
-from walletsvc.domain.rating import Rating, UsageKind, rate_call, rate_units
-from walletsvc.services.pricing import pricing_for
+from walletsvc.db.engine import Database
+from walletsvc.db.repositories.charge_store import ChargeStore, LedgerLine, LockedAccount
+from walletsvc.db.repositories.usage import LockedWallet, UsageCharge
+from walletsvc.domain.errors import InvalidRequest, NotFound, WalletError
+from walletsvc.domain.plans import current_period, settle_charge
+from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
+from walletsvc.services.pricing import rates_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +106,9 @@ class ChargeWriter:
         try:
             try:
                 outcomes = await self._write(tenant_id, records)
-            except IntegrityError:
-                # Another process charged one of these references between our read and our insert;
-                # the wallet lock makes that rare. Once more: this time the read sees it.
-                outcomes = await self._write(tenant_id, records)
+            except _ChargedMeanwhile:
+                # A retried reference: this time look for what was charged before.
+                outcomes = await self._write(tenant_id, records, check_existing=True)
         except WalletError as exc:
             for _, future in batch:
                 if not future.done():
@@ -131,92 +127,102 @@ class ChargeWriter:
                 else:
                     future.set_result(outcome)
 
-    async def _write(self, tenant_id: str, records: list[UsageRecord]) -> list[ChargeOutcome | WalletError]:
-        async with unit_of_work(self.db) as session:
-            repo = UsageRepository(session)
-            wallet = await repo.lock_wallet(tenant_id)
-            pricing = await pricing_for(session, self.settings, tenant_id, wallet.currency, lock=True)
-            existing = await repo.existing(tenant_id, list({r.key for r in records}))
-            call_ids = [r.reference_id for r in records if r.kind is UsageKind.CALL and r.key not in existing]
-            holds = await repo.take_holds(tenant_id, call_ids)
-            quota_left = pricing.quota_remaining_seconds
-            quota_used_before = pricing.subscription.quota_used_seconds if pricing.subscription else 0
-            start_balance = wallet.balance
-            today = datetime.now(UTC).date()
-            if wallet.spent_day != today:
-                wallet.spent_day, wallet.spent_today = today, 0
+    async def _write(
+        self, tenant_id: str, records: list[UsageRecord], *, check_existing: bool = False
+    ) -> list[ChargeOutcome | WalletError]:
+        """Write one batch of one wallet in one transaction. Optimistic by default: a reference charged
+        before is found by the insert itself (ON CONFLICT), which then starts over looking first."""
+        async with self.db.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            conn = raw.driver_connection
+            assert conn is not None  # an open pooled connection always has its asyncpg connection
+            async with conn.transaction():  # the charge writer's unit of work: commits or rolls back here
+                store = ChargeStore(conn)
+                account = await store.lock(tenant_id)
+                if account is None:
+                    raise NotFound("wallet", tenant_id)
+                wallet = account.wallet
+                rates = self._rates(account)
+                quota = self._quota(account)
+                quota_used = quota[0] if quota else 0
+                quota_left = max(account.included_minutes * 60 - quota_used, 0) if account.plan_id else 0
+                quota_changed = quota is not None and quota_used != account.quota_used_seconds
 
-            planned: list[tuple[UsageRecord, Rating | None, dict[str, Any] | None, WalletError | None]] = []
-            seen: set[tuple[str, str]] = set()
-            for record in records:
-                if record.key in existing or record.key in seen:
-                    planned.append((record, None, None, None))
-                    continue
-                seen.add(record.key)
-                try:
-                    rating = (
-                        rate_call(
-                            record.duration_seconds or 0, pricing.rates, quota_remaining_seconds=quota_left
+                keys = list(dict.fromkeys(r.key for r in records))
+                existing = await store.existing(tenant_id, keys) if check_existing else {}
+                call_ids = [
+                    r.reference_id for r in records if r.kind is UsageKind.CALL and r.key not in existing
+                ]
+                holds = (
+                    await store.settle_holds(tenant_id, call_ids) if call_ids and wallet.reserved > 0 else {}
+                )
+                start_balance = wallet.balance
+                today = datetime.now(UTC).date()
+                if wallet.spent_day != today:
+                    wallet.spent_day, wallet.spent_today = today, 0
+
+                planned: list[tuple[UsageRecord, dict[str, Any] | None, WalletError | None]] = []
+                seen: set[tuple[str, str]] = set()
+                for record in records:
+                    if record.key in existing or record.key in seen:
+                        planned.append((record, None, None))
+                        continue
+                    seen.add(record.key)
+                    try:
+                        rating = (
+                            rate_call(record.duration_seconds or 0, rates, quota_remaining_seconds=quota_left)
+                            if record.kind is UsageKind.CALL
+                            else rate_units(record.kind, record.quantity or 1, rates)
                         )
-                        if record.kind is UsageKind.CALL
-                        else rate_units(record.kind, record.quantity or 1, pricing.rates)
+                    except WalletError as exc:
+                        planned.append((record, None, exc))
+                        continue
+                    hold = holds.get(record.reference_id, 0) if record.kind is UsageKind.CALL else 0
+                    wallet.reserved -= hold
+                    settlement = settle_charge(rating.amount.amount, available_after_release=wallet.available)
+                    if rating.quota_seconds:
+                        quota_left -= rating.quota_seconds
+                        quota_used += rating.quota_seconds
+                        quota_changed = True
+                    wallet.balance -= settlement.charged
+                    wallet.owed += settlement.owed
+                    wallet.spent_today += rating.amount.amount
+                    if settlement.owed:
+                        wallet.flagged = True
+                    planned.append(
+                        (record, _charge_row(record, rating, settlement.charged, settlement.owed, hold), None)
                     )
-                except WalletError as exc:
-                    planned.append((record, None, None, exc))
-                    continue
-                hold = holds.get(record.reference_id, 0) if record.kind is UsageKind.CALL else 0
-                wallet.reserved -= hold
-                settlement = settle_charge(rating.amount.amount, available_after_release=wallet.available)
-                quota_left -= rating.quota_seconds
-                wallet.balance -= settlement.charged
-                wallet.owed += settlement.owed
-                wallet.spent_today += rating.amount.amount
-                if settlement.owed:
-                    wallet.flagged = True
-                planned.append(
-                    (
-                        record,
-                        rating,
-                        {
-                            "tenant_id": tenant_id,
-                            "kind": record.kind.value,
-                            "reference_id": record.reference_id,
-                            "quantity": rating.quantity,
-                            "duration_seconds": record.duration_seconds,
-                            "billable_seconds": rating.billable_seconds,
-                            "quota_seconds": rating.quota_seconds,
-                            "paid_seconds": rating.paid_seconds,
-                            "amount": rating.amount.amount,
-                            "currency": wallet.currency,
-                            "charged": settlement.charged,
-                            "owed": settlement.owed,
-                            "plan_id": pricing.plan.id if pricing.plan else None,
-                            "hold_amount": hold,
-                            "created_by": record.actor,
-                        },
-                        None,
-                    )
+
+                rows = [row for _, row, _ in planned if row is not None]
+                inserted = (
+                    await store.insert_charges(tenant_id, wallet.currency, account.plan_id, rows)
+                    if rows
+                    else []
+                )
+                if len(inserted) != len(rows):
+                    raise _ChargedMeanwhile  # rolls the transaction back; the caller starts over
+                new = {(c.kind.value, c.reference_id): c for c in inserted}
+                lines = _ledger_lines(
+                    wallet,
+                    [new[(row["kind"], row["reference_id"])] for row in rows if row["charged"] > 0],
+                    start_balance,
+                )
+                await store.finish(
+                    wallet,
+                    lines,
+                    quota=(quota_used, quota[1], quota[2]) if quota is not None and quota_changed else None,
+                    spent_day=today,
                 )
 
-            inserted = await repo.insert_charges([row for _, _, row, _ in planned if row is not None])
-            by_key = {**existing, **{(c.kind.value, c.reference_id): c for c in inserted}}
-            await repo.append_ledger(
-                ledger_rows(wallet, [c for c in inserted if c.charged > 0], start_balance)
-            )
-            if pricing.subscription is not None and quota_left != pricing.quota_remaining_seconds:
-                used = quota_used_before + (pricing.quota_remaining_seconds - quota_left)
-                await SubscriptionRepository(session).set_quota_used(tenant_id, used)
-            await repo.save_wallet(wallet)
-
+        by_key = {**existing, **new}
         outcomes: list[ChargeOutcome | WalletError] = []
-        for record, _rating, row, error in planned:
+        for record, row, error in planned:
             if error is not None:
                 outcomes.append(error)
                 continue
-            charge = by_key[record.key]
             outcomes.append(
                 ChargeOutcome(
-                    charge=charge,
+                    charge=by_key[record.key],
                     replayed=row is None,
                     balance_after=wallet.balance,
                     available_after=wallet.available,
@@ -224,32 +230,69 @@ class ChargeWriter:
             )
         return outcomes
 
+    def _rates(self, account: LockedAccount) -> Rates:
+        if account.plan_id is not None and account.plan_rates is not None:
+            return account.plan_rates
+        if account.default_rates is not None:
+            return account.default_rates
+        currency = account.wallet.currency
+        configured = self.settings.default_rates.get(currency)
+        if configured is None:
+            raise InvalidRequest(
+                f"no rates are set for {currency}: give the tenant a plan, or set them with "
+                f"PUT /v1/admin/billing-defaults/{currency}"
+            )
+        return rates_from_settings(currency, configured)
 
-def ledger_rows(wallet: LockedWallet, charges: list[UsageCharge], start_balance: int) -> list[dict[str, Any]]:
-    """One `usage_charge` row per charge, chained in order from the balance the batch started at."""
-    rows: list[dict[str, Any]] = []
+    @staticmethod
+    def _quota(account: LockedAccount) -> tuple[int, datetime, datetime] | None:
+        """The subscription's quota used and period, rolled forward (quota back to 0) if it has ended."""
+        if account.plan_id is None or account.period_start is None or account.period_end is None:
+            return None
+        start, end, moved = current_period(account.period_start, account.period_end, datetime.now(UTC))
+        return (0 if moved else account.quota_used_seconds), start, end
+
+
+class _ChargedMeanwhile(Exception):
+    """A reference in the batch was charged by another process between our lock and our insert."""
+
+
+def _charge_row(record: UsageRecord, rating: Rating, charged: int, owed: int, hold: int) -> dict[str, Any]:
+    return {
+        "kind": record.kind.value,
+        "reference_id": record.reference_id,
+        "quantity": rating.quantity,
+        "duration_seconds": record.duration_seconds,
+        "billable_seconds": rating.billable_seconds,
+        "quota_seconds": rating.quota_seconds,
+        "paid_seconds": rating.paid_seconds,
+        "amount": rating.amount.amount,
+        "charged": charged,
+        "owed": owed,
+        "hold_amount": hold,
+        "created_by": record.actor,
+    }
+
+
+def _ledger_lines(wallet: LockedWallet, charges: list[UsageCharge], start_balance: int) -> list[LedgerLine]:
+    """One `usage_charge` row per paid charge, chained in order from the balance the batch started at."""
+    lines: list[LedgerLine] = []
     balance = start_balance
     for charge in charges:
         wallet.ledger_seq += 1
-        rows.append(
-            {
-                "tenant_id": wallet.tenant_id,
-                "seq": wallet.ledger_seq,
-                "type": EntryType.USAGE_CHARGE.value,
-                "amount": -charge.charged,
-                "currency": wallet.currency,
-                "balance_before": balance,
-                "balance_after": balance - charge.charged,
-                "counter_account": CounterAccount.REVENUE_USAGE.value,
-                "reference_type": "usage_charge",
-                "reference_id": str(charge.id),
-                "description": describe(charge),
-                "actor": charge.created_by,
-                "allow_negative": False,
-            }
+        lines.append(
+            LedgerLine(
+                seq=wallet.ledger_seq,
+                amount=-charge.charged,
+                balance_before=balance,
+                balance_after=balance - charge.charged,
+                reference_id=str(charge.id),
+                description=describe(charge),
+                actor=charge.created_by,
+            )
         )
         balance -= charge.charged
-    return rows
+    return lines
 
 
 def describe(charge: UsageCharge) -> str:

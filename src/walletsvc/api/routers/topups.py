@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/topups", tags=["top-ups"], route_class=Transactio
 TopupIdPath = Annotated[str, Path(pattern=ID_PATTERN)]
 
 
-def get_gateways(request: Request) -> Gateways:
+async def get_gateways(request: Request) -> Gateways:
     gateways: Gateways = request.app.state.gateways
     return gateways
 

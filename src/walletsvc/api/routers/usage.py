@@ -34,7 +34,7 @@ from walletsvc.services.charging import ChargeOutcome, ChargeWriter, UsageRecord
 router = APIRouter(tags=["usage"], route_class=TransactionalRoute)
 
 
-def get_writer(request: Request) -> ChargeWriter:
+async def get_writer(request: Request) -> ChargeWriter:
     writer: ChargeWriter = request.app.state.charge_writer
     return writer
 
