@@ -110,7 +110,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         attach_database(app, database)
 
     install_error_handlers(app)
+    # The telephony hot path first: a request is matched against the routes in this order.
     for module in (
+        usage,
         ops,
         tenants,
         wallet,
@@ -120,7 +122,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         webhooks,
         admin_topups,
         plans,
-        usage,
     ):
         app.include_router(module.router)
     install_docs(app)

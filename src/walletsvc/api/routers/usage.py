@@ -9,7 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.api.deps import AdminDep, Idempotent, SessionDep, SettingsDep, UsageWriterDep
+from walletsvc.api.deps import (
+    AdminDep,
+    Idempotent,
+    SessionDep,
+    SettingsDep,
+    TelephonyCallerDep,
+    UsageWriterDep,
+)
 from walletsvc.api.errors import problem_for
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.api.schemas.charging import (
@@ -122,13 +129,13 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
     "it all, it pays what it can, the rest is recorded as owed, the tenant is flagged, and the answer is "
     "402 INSUFFICIENT_FUNDS with `charge_id`, `charged` and `owed`; the next top-up pays what is owed.",
     responses=problem_responses(402, 403, 404),
-    dependencies=[Idempotent],
 )
 async def charge_usage(
-    body: UsageIn, response: Response, session: SessionDep, writer: WriterDep, caller: UsageWriterDep
+    body: UsageIn, request: Request, response: Response, caller: TelephonyCallerDep
 ) -> ChargeOut:
     record = _record(body, caller)
-    await _release_connection(session)
+    await _release_connection(request.state.session)
+    writer: ChargeWriter = request.app.state.charge_writer
     outcome = await writer.charge(record)
     _refuse_if_owed(outcome)
     if outcome.replayed:
