@@ -21,7 +21,7 @@ from walletsvc.services.auth import Authenticator
 # thread pool, a thread hop per request that the hot path cannot afford.
 async def get_session(request: Request) -> AsyncSession:
     """The request's session, opened and committed by TransactionalRoute."""
-    session: AsyncSession = request.state.session
+    session: AsyncSession = request.state.session_slot.get()
     return session
 
 
@@ -55,7 +55,7 @@ async def _authenticate(request: Request, credentials: HTTPAuthorizationCredenti
     if credentials is None or not credentials.credentials:
         raise Unauthorized("send `Authorization: Bearer <token or API key>`")
     authenticator: Authenticator = request.app.state.authenticator
-    principal = await authenticator.authenticate(request.state.session, credentials.credentials)
+    principal = await authenticator.authenticate(request.state.session_slot.get(), credentials.credentials)
     request.state.principal = principal
     return principal
 

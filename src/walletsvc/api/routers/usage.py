@@ -88,11 +88,11 @@ async def authorize_call(
     )
 
 
-async def _release_connection(session: AsyncSession) -> None:
+async def _release_connection(session: AsyncSession | None) -> None:
     """The charge writer uses its own connection. A request that looked up its API key still holds one
     in its session: end that read-only transaction before waiting, or a burst of requests larger than
     the pool holds every connection while the writer they wait for cannot get one."""
-    if session.in_transaction():
+    if session is not None and session.in_transaction():
         await session.rollback()
 
 
@@ -123,6 +123,7 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
 @router.post(
     "/v1/usage",
     status_code=status.HTTP_201_CREATED,
+    response_model=ChargeOut,
     summary="Charge usage: a call at hangup, or SMS, email, fax pages, file transfers",
     description="Idempotent on (tenant, kind, reference_id): a retry answers the first charge "
     "(`replayed: true`) and never charges twice. Quota first, then the wallet. When the wallet cannot pay "
@@ -130,17 +131,18 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
     "402 INSUFFICIENT_FUNDS with `charge_id`, `charged` and `owed`; the next top-up pays what is owed.",
     responses=problem_responses(402, 403, 404),
 )
-async def charge_usage(
-    body: UsageIn, request: Request, response: Response, caller: TelephonyCallerDep
-) -> ChargeOut:
+async def charge_usage(body: UsageIn, request: Request, caller: TelephonyCallerDep) -> Response:
     record = _record(body, caller)
-    await _release_connection(request.state.session)
+    await _release_connection(request.state.session_slot.session)
     writer: ChargeWriter = request.app.state.charge_writer
     outcome = await writer.charge(record)
     _refuse_if_owed(outcome)
-    if outcome.replayed:
-        response.status_code = status.HTTP_200_OK
-    return ChargeOut.of(outcome.charge, replayed=outcome.replayed)
+    # Serialised straight from the model (validated as it was built): FastAPI would validate it again.
+    return Response(
+        ChargeOut.of(outcome.charge, replayed=outcome.replayed).model_dump_json(),
+        status_code=status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
+        media_type="application/json",
+    )
 
 
 @router.post(
