@@ -23,7 +23,7 @@ from walletsvc.db.repositories.usage import LockedWallet, UsageCharge
 from walletsvc.domain.errors import InvalidRequest, NotFound, WalletError
 from walletsvc.domain.plans import current_period, settle_charge
 from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
-from walletsvc.services.pricing import rates_from_settings
+from walletsvc.services.pricing import configured_rates
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +235,7 @@ class ChargeWriter:
             return account.plan_rates
         if account.default_rates is not None:
             return account.default_rates
-        currency = account.wallet.currency
-        configured = self.settings.default_rates.get(currency)
-        if configured is None:
-            raise InvalidRequest(
-                f"no rates are set for {currency}: give the tenant a plan, or set them with "
-                f"PUT /v1/admin/billing-defaults/{currency}"
-            )
-        return rates_from_settings(currency, configured)
+        return configured_rates(self.settings, account.wallet.currency)
 
     @staticmethod
     def _quota(account: LockedAccount) -> tuple[int, datetime, datetime] | None:

@@ -50,17 +50,22 @@ def rates_from_settings(currency: str, values: dict[str, str | int]) -> Rates:
         raise InvalidRequest(f"DEFAULT_RATES for {currency} are not valid: {exc}") from exc
 
 
-async def default_pricing(session: AsyncSession, settings: Settings, currency: str) -> tuple[Rates, int]:
-    stored = await BillingDefaultsRepository(session).get(currency)
-    if stored is not None:
-        return stored
+def configured_rates(settings: Settings, currency: str) -> Rates:
+    """DEFAULT_RATES for the currency: what a plan-less tenant pays until an admin stores other rates."""
     configured = settings.default_rates.get(currency)
     if configured is None:
         raise InvalidRequest(
             f"no rates are set for {currency}: give the tenant a plan, or set them with "
             f"PUT /v1/admin/billing-defaults/{currency}"
         )
-    return rates_from_settings(currency, configured), settings.minimum_balances.get(currency, 0)
+    return rates_from_settings(currency, configured)
+
+
+async def default_pricing(session: AsyncSession, settings: Settings, currency: str) -> tuple[Rates, int]:
+    stored = await BillingDefaultsRepository(session).get(currency)
+    if stored is not None:
+        return stored
+    return configured_rates(settings, currency), settings.minimum_balances.get(currency, 0)
 
 
 async def minimum_balance(session: AsyncSession, settings: Settings, currency: str) -> int:
