@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from walletsvc.db.engine import Database
+from walletsvc.db.repositories.idempotency import Claim, IdempotencyStore
 from walletsvc.db.repositories.ledger import LedgerFilter, LedgerRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.wallets import WalletRepository
@@ -143,3 +148,28 @@ async def test_ledger_pages_walk_newest_first(db_session: AsyncSession, tenant: 
         if before is None:
             break
     assert seen == [7, 6, 5, 4, 3, 2, 1]
+
+
+async def test_old_idempotency_keys_are_purged_and_recent_ones_kept(db: Database) -> None:
+    store = IdempotencyStore(db.engine, lock_timeout=timedelta(seconds=30))
+    scope = f"purge-test-{uuid.uuid4().hex[:8]}"
+    for key in ("old", "new"):
+        claim = await store.claim(
+            scope=scope, key=key, tenant_id=None, method="POST", path="/x", fingerprint="f"
+        )
+        assert isinstance(claim, Claim)
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - interval '4 days' WHERE scope = :s AND key = 'old'"
+            ),
+            {"s": scope},
+        )
+    assert await store.purge_older_than(timedelta(days=3)) >= 1
+    async with db.engine.connect() as conn:
+        left = (
+            (await conn.execute(text("SELECT key FROM idempotency_keys WHERE scope = :s"), {"s": scope}))
+            .scalars()
+            .all()
+        )
+    assert left == ["new"]

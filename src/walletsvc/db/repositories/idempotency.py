@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
@@ -106,11 +106,10 @@ class IdempotencyStore:
             )
 
     async def purge_older_than(self, age: timedelta) -> int:
+        """Forget keys older than `age`; answer how many."""
+        c = t.idempotency_keys.c
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                text("DELETE FROM idempotency_keys WHERE created_at < now() - CAST(:age AS interval)"),
-                {"age": f"{int(age.total_seconds())} seconds"},
-            )
+            result = await conn.execute(delete(t.idempotency_keys).where(c.created_at < func.now() - age))
             return int(result.rowcount)
 
 
