@@ -91,9 +91,13 @@ def upgrade() -> None:
         sa.Column("closed_at", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("tenant_id", "call_id"),
         sa.CheckConstraint("amount >= 0", name="holds_amount_nonnegative"),
-        sa.CheckConstraint("status IN ('active', 'settled', 'released', 'expired')", name="holds_status_known"),
+        sa.CheckConstraint(
+            "status IN ('active', 'settled', 'released', 'expired')", name="holds_status_known"
+        ),
     )
-    op.create_index("holds_active_expiry", "holds", ["expires_at"], postgresql_where=sa.text("status = 'active'"))
+    op.create_index(
+        "holds_active_expiry", "holds", ["expires_at"], postgresql_where=sa.text("status = 'active'")
+    )
 
     op.create_table(
         "usage_charges",
