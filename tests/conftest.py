@@ -27,6 +27,9 @@ from walletsvc.db.engine import Database, normalise_url
 from walletsvc.db.migrate import upgrade_to_head
 from walletsvc.services.ledger_verify import verify_ledger
 
+# Fixtures shared by several test modules, kept beside the helpers they use.
+pytest_plugins = ["tests.fixtures.razorpay_flow"]
+
 JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
 
 # Fake providers: their HTTP is faked with respx at these bases; secrets are made per run.

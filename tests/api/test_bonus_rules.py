@@ -6,7 +6,7 @@ other tests' INR top-ups must not pick it up."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,6 @@ from tests.fixtures.razorpay_flow import (
     paid_topup,
     payment_event,
     start_topup,
-    switch_off_bonus_rules,
     topup_detail,
     transactions,
     verify,
@@ -30,15 +29,7 @@ from tests.fixtures.razorpay_flow import (
 RuleFactory = Callable[..., Awaitable[dict[str, Any]]]
 
 
-@pytest.fixture
-def razorpay() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-async def _no_bonus_rules_left_on(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
-    await switch_off_bonus_rules(client, admin_headers)
+pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 
 
 @pytest.fixture

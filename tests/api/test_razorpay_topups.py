@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,7 +29,6 @@ from tests.fixtures.razorpay_flow import (
     isolated_client,
     paid_topup,
     start_topup,
-    switch_off_bonus_rules,
     topup_detail,
     transactions,
     verify,
@@ -38,16 +36,7 @@ from tests.fixtures.razorpay_flow import (
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 
-
-@pytest.fixture
-def razorpay() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-async def _no_bonus_rules_left_on(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
-    await switch_off_bonus_rules(client, admin_headers)
+pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 
 
 def order_body(razorpay: FakeRazorpay) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -23,7 +22,6 @@ from tests.fixtures.razorpay_flow import (
     payment_event,
     refund_event,
     start_topup,
-    switch_off_bonus_rules,
     topup_detail,
     transactions,
     verify,
@@ -32,16 +30,7 @@ from walletsvc.config import Settings
 from walletsvc.db import tables as t
 from walletsvc.db.engine import Database
 
-
-@pytest.fixture
-def razorpay() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-async def _no_bonus_rules_left_on(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
-    await switch_off_bonus_rules(client, admin_headers)
+pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 
 
 async def stored_events(db: Database, event_id: str) -> list[dict[str, Any]]:

@@ -3,8 +3,6 @@ tenant isolation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
@@ -15,20 +13,10 @@ from tests.fixtures.razorpay_flow import (
     paid_topup,
     payment_event,
     start_topup,
-    switch_off_bonus_rules,
     topup_detail,
 )
 
-
-@pytest.fixture
-def razorpay() -> Iterator[FakeRazorpay]:
-    with FakeRazorpay() as fake:
-        yield fake
-
-
-@pytest.fixture(autouse=True)
-async def _no_bonus_rules_left_on(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
-    await switch_off_bonus_rules(client, admin_headers)
+pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 
 
 async def test_list_is_newest_first_and_pages_with_a_cursor(

@@ -29,7 +29,6 @@ from tests.fixtures.razorpay_flow import (
     paid_topup,
     payment_event,
     start_topup,
-    switch_off_bonus_rules,
     topup_detail,
     transactions,
 )
@@ -60,9 +59,7 @@ def razorpay() -> Iterator[FakeRazorpay]:
         yield fake
 
 
-@pytest.fixture(autouse=True)
-async def _no_bonus_rules_left_on(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> None:
-    await switch_off_bonus_rules(client, admin_headers)
+pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 
 
 async def run_reconcile(db: Database, app: Any) -> ReconcileReport:
