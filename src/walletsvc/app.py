@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from walletsvc import __version__
 from walletsvc.api.docs import install_docs
 from walletsvc.api.errors import install_error_handlers
+from walletsvc.api.fast_usage import FastUsagePath
 from walletsvc.api.middleware import RequestContextMiddleware
 from walletsvc.api.routers import (
     admin_topups,
@@ -125,5 +126,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     ):
         app.include_router(module.router)
     install_docs(app)
+    app.add_middleware(FastUsagePath)  # inside the request context: ids, logs and metrics still apply
     app.add_middleware(RequestContextMiddleware)
     return app

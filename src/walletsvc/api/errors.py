@@ -114,6 +114,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def validation_problem(exc: RequestValidationError, request: Request) -> JSONResponse:
+    errors = _validation_errors(exc)
+    detail = "; ".join(f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:5])
+    return problem(422, "VALIDATION_FAILED", "Validation failed", detail, request, errors=errors)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(e.WalletError)
     async def _wallet_error(request: Request, exc: e.WalletError) -> JSONResponse:
@@ -121,9 +127,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = _validation_errors(exc)
-        detail = "; ".join(f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:5])
-        return problem(422, "VALIDATION_FAILED", "Validation failed", detail, request, errors=errors)
+        return validation_problem(exc, request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

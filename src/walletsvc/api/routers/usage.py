@@ -96,7 +96,7 @@ async def _release_connection(session: AsyncSession | None) -> None:
         await session.rollback()
 
 
-def _record(body: UsageIn, caller: Principal) -> UsageRecord:
+def usage_record(body: UsageIn, caller: Principal) -> UsageRecord:
     return UsageRecord(
         tenant_id=caller.tenant_for(body.tenant_id),
         kind=body.kind,
@@ -132,10 +132,15 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
     responses=problem_responses(402, 403, 404),
 )
 async def charge_usage(body: UsageIn, request: Request, caller: TelephonyCallerDep) -> Response:
-    record = _record(body, caller)
+    record = usage_record(body, caller)
     await _release_connection(request.state.session_slot.session)
     writer: ChargeWriter = request.app.state.charge_writer
     outcome = await writer.charge(record)
+    return charge_answer(outcome)
+
+
+def charge_answer(outcome: ChargeOutcome) -> Response:
+    """201 with the charge, 200 when it is the first charge replayed, 402 when some of it is owed."""
     _refuse_if_owed(outcome)
     # Serialised straight from the model (validated as it was built): FastAPI would validate it again.
     return Response(
@@ -160,7 +165,7 @@ async def charge_usage_batch(
     records: list[tuple[int, UsageRecord]] = []
     for index, item in enumerate(body.records):
         try:
-            records.append((index, _record(item, caller)))
+            records.append((index, usage_record(item, caller)))
         except WalletError as exc:
             results[index] = _problem_result(index, exc, request)
     await _release_connection(session)
