@@ -100,9 +100,10 @@ async def _authenticate(authenticator: Authenticator, db: Any, authorization: by
     scheme, _, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("send `Authorization: Bearer <token or API key>`")
-    # A session only when the key is not in the authenticator's cache (it opens no connection until used).
-    async with db.sessionmaker() as session:
-        principal = await authenticator.authenticate(session, token.strip())
+    principal = authenticator.known(token.strip())
+    if principal is None:  # an API key not seen in the last few seconds: read it from the database
+        async with db.sessionmaker() as session:
+            principal = await authenticator.authenticate(session, token.strip())
     principal.require(AccessScope.USAGE_WRITE)
     return principal
 

@@ -71,6 +71,14 @@ class Authenticator:
             return await self._cached_api_key(session, token)
         return self._jwt(token)
 
+    def known(self, token: str) -> Principal | None:
+        """The principal, if it can be told without the database: a JWT, or an API key verified within
+        API_KEY_CACHE_SECONDS. None means: call authenticate with a session."""
+        if not token.startswith(API_KEY_PREFIX):
+            return self._jwt(token)
+        cached = self._keys.get(hash_secret(token))
+        return cached[0] if cached is not None and cached[1] > self.clock() else None
+
     async def _cached_api_key(self, session: AsyncSession, token: str) -> Principal:
         digest = hash_secret(token)
         now = self.clock()
