@@ -62,7 +62,7 @@ async def authorize(
     # now would never be settled and would keep the money reserved until it expires.
     used = existing is not None or bool(await repo.existing(tenant_id, [(UsageKind.CALL.value, call_id)]))
     wallet.reserved -= await repo.expire_holds(tenant_id)
-    pricing = await pricing_for(session, settings, tenant_id, wallet.currency, lock=False)
+    pricing = await pricing_for(session, settings, tenant_id, wallet.currency)
     today = datetime.now(UTC).date()
     spent_today = wallet.spent_today if wallet.spent_day == today else 0
     decision = authorize_call(

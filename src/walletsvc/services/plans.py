@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.plans import PlanRepository, SubscriptionRepository
 from walletsvc.db.repositories.tenants import TenantRepository
+from walletsvc.db.repositories.usage import UsageRepository
 from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest
 from walletsvc.domain.plans import Plan, Subscription, add_month, current_period
 from walletsvc.domain.rating import Rates
@@ -53,6 +54,9 @@ async def subscribe(
         raise CurrencyMismatch(expected=tenant.currency, got=plan.currency)
     if not plan.active and not allow_inactive:
         raise InvalidRequest("this plan is no longer offered")
+    # The charge writer changes the quota while it holds the wallet row: take that lock first, so a
+    # plan change and a charge never write the quota from two different reads.
+    await UsageRepository(session).lock_wallet(tenant_id)
     subscriptions = SubscriptionRepository(session)
     current = await subscriptions.get(tenant_id, for_update=True)
     now = datetime.now(UTC)

@@ -74,13 +74,10 @@ async def minimum_balance(session: AsyncSession, settings: Settings, currency: s
     return stored[1] if stored is not None else settings.minimum_balances.get(currency, 0)
 
 
-async def pricing_for(
-    session: AsyncSession, settings: Settings, tenant_id: str, currency: str, *, lock: bool = False
-) -> Pricing:
-    """The tenant's prices now. With `lock`, the subscription row is locked (its quota is about to be
-    used) and a period that has ended is rolled forward, with its quota back to zero."""
-    subscriptions = SubscriptionRepository(session)
-    subscription = await subscriptions.get(tenant_id, for_update=lock)
+async def pricing_for(session: AsyncSession, settings: Settings, tenant_id: str, currency: str) -> Pricing:
+    """The tenant's prices and quota now. A period that has ended is shown rolled forward with its quota
+    back to zero (the charge writer stores the rollover when it next charges)."""
+    subscription = await SubscriptionRepository(session).get(tenant_id)
     if subscription is None:
         default_rates, minimum = await default_pricing(session, settings, currency)
         return Pricing(default_rates, None, None, minimum)
@@ -89,16 +86,5 @@ async def pricing_for(
     start, end, moved = current_period(subscription.period_start, subscription.period_end, datetime.now(UTC))
     if moved:
         # The plan's monthly price for the new period is charged by the period-end job, not here.
-        used = 0
-        if lock:
-            subscription = await subscriptions.put(
-                tenant_id,
-                plan_id=plan.id,
-                period_start=start,
-                period_end=end,
-                quota_used_seconds=used,
-                changed_by="system:period",
-            )
-        else:
-            subscription = Subscription(tenant_id, plan.id, start, end, used)
+        subscription = Subscription(tenant_id, plan.id, start, end, 0)
     return Pricing(plan.rates, plan, subscription, minimum)

@@ -159,12 +159,6 @@ class UsageRepository:
             (r._mapping["kind"], r._mapping["reference_id"]): charge_from_mapping(r._mapping) for r in rows
         }
 
-    async def insert_charges(self, rows: list[dict[str, Any]]) -> list[UsageCharge]:
-        if not rows:
-            return []
-        result = await self.session.execute(insert(t.usage_charges).returning(*t.usage_charges.c), rows)
-        return [charge_from_mapping(r._mapping) for r in result.all()]
-
     async def get_charge(self, tenant_id: str, charge_id: int, *, for_update: bool = False) -> UsageCharge:
         query = select(t.usage_charges).where(u.tenant_id == tenant_id, u.id == charge_id)
         if for_update:
@@ -256,32 +250,6 @@ class UsageRepository:
             )
         ).all()
         return sum(r[0] for r in rows)
-
-    async def take_holds(self, tenant_id: str, call_ids: list[str]) -> dict[str, int]:
-        """Settle the active holds of these calls (their hangup is being charged); answer their amounts.
-        An expired hold was already released, so it is not released twice."""
-        if not call_ids:
-            return {}
-        rows = (
-            await self.session.execute(
-                update(t.holds)
-                .where(h.tenant_id == tenant_id, h.call_id.in_(call_ids), h.status == "active")
-                .values(status="settled", closed_at=func.now())
-                .returning(h.call_id, h.amount)
-            )
-        ).all()
-        return {r[0]: r[1] for r in rows}
-
-    async def release_hold(self, tenant_id: str, call_id: str) -> int:
-        row = (
-            await self.session.execute(
-                update(t.holds)
-                .where(h.tenant_id == tenant_id, h.call_id == call_id, h.status == "active")
-                .values(status="released", closed_at=func.now())
-                .returning(h.amount)
-            )
-        ).one_or_none()
-        return 0 if row is None else int(row[0])
 
     async def tenants_with_expired_holds(self, limit: int = 1000) -> list[str]:
         rows = (
