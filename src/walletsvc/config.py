@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Seeds: Rs 10 a minute (VoiceAI); $0.10 a connection, $0.05 a minute, $0.02 an SMS, $0.01 an email,
 # $0.15 a fax page, $0.05 a file transfer (the Next.js prepaid system).
@@ -46,6 +47,20 @@ class Settings(BaseSettings):
     # How long a verified API key is remembered in a process; a revocation elsewhere takes this long.
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
 
+    # The largest request body read, on any route (413 beyond). 1 MiB is about 3x the largest valid
+    # POST /v1/usage/batch (1,000 records with tenant_id and 200-character reference ids: ~355 KB).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+
+    # Browser portals that may call the API from their own origin (CORS), comma-separated:
+    # "https://portal.example,https://admin.example". None by default. `*` is refused: portals send
+    # credentials (Authorization), so every allowed origin is named.
+    cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _cors_origins(cls, value: Any) -> list[str]:
+        return parse_origins(value)
+
     idempotency_lock_seconds: int = Field(default=60, ge=1)
     idempotency_retention_hours: int = Field(default=72, ge=1)
 
@@ -80,6 +95,46 @@ class Settings(BaseSettings):
     default_hold_seconds: int = Field(default=300, ge=1)  # what a call is expected to last, for its hold
     max_call_seconds: int = Field(default=4 * 3600, ge=60)
     charge_batch_size: int = Field(default=200, ge=1, le=1000)  # charges of one wallet written together
+
+
+def parse_origins(value: Any) -> list[str]:
+    """CORS_ALLOWED_ORIGINS: each `scheme://host[:port]`, as a browser sends it in `Origin` (lower-case,
+    no default port, no path). Anything that could never match, or would match everyone, is refused."""
+    items = value.split(",") if isinstance(value, str) else list(value or [])
+    origins: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        if "*" in text:
+            raise ValueError(
+                "CORS_ALLOWED_ORIGINS may not contain `*`: browser portals send credentials, so name "
+                "each origin, e.g. CORS_ALLOWED_ORIGINS=https://portal.example"
+            )
+        parts = urlsplit(text)
+        try:
+            port = parts.port
+        except ValueError as exc:
+            raise ValueError(f"CORS_ALLOWED_ORIGINS: {text!r} has an invalid port") from exc
+        if (
+            parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                f"CORS_ALLOWED_ORIGINS: {text!r} is not an origin; write scheme://host[:port], "
+                "e.g. https://portal.example"
+            )
+        scheme, host = parts.scheme.lower(), parts.hostname.lower()
+        host = f"[{host}]" if ":" in host else host
+        default = {"http": 80, "https": 443}[scheme]
+        origin = f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+        if origin not in origins:
+            origins.append(origin)
+    return origins
 
 
 @lru_cache(maxsize=1)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy.exc import StatementError
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -44,9 +47,37 @@ class _ScrubbingFormatter(JsonFormatter):
     def format(self, record: logging.LogRecord) -> str:
         return scrub(super().format(record))
 
+    def formatException(self, ei: Any) -> str:  # one string: exc_info_as_array is off
+        # Formatted without the data of a statement that failed: SQLAlchemy's `[parameters: ...]` and
+        # PostgreSQL's DETAIL ("Failing row contains (...)", "Key (...)=(...)", which asyncpg appends to
+        # its messages) would put webhook payloads and descriptions into the log.
+        chain = list(_exception_chain(ei[1]))
+        for exc in chain:
+            if isinstance(exc, StatementError):
+                exc.hide_parameters = True
+        formatted = logging.Formatter.formatException(self, ei)
+        for exc in chain:
+            detail = getattr(exc, "detail", None)
+            if isinstance(detail, str) and detail:
+                formatted = formatted.replace(f"\nDETAIL:  {detail}", "\nDETAIL:  [hidden]")
+        return formatted
 
-def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stdout)
+
+def _exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack += [current.__cause__, current.__context__]
+
+
+def json_handler(stream: TextIO) -> logging.Handler:
+    """JSON lines with the request id, scrubbed, onto `stream`."""
+    handler = logging.StreamHandler(stream)
     handler.addFilter(_ContextFilter())
     handler.setFormatter(
         _ScrubbingFormatter(
@@ -54,6 +85,11 @@ def configure_logging(level: str = "INFO") -> None:
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     )
+    return handler
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = json_handler(sys.stdout)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from walletsvc.domain.routing import choose_provider
 from walletsvc.domain.tenants import ProviderName
 
@@ -38,14 +40,22 @@ def test_rule_4_ap_south_residency_goes_to_razorpay() -> None:
     assert (route.provider, route.rule) == (RAZORPAY, "ap-south data residency")
 
 
-def test_rule_4_is_a_prefix_match_as_design_md_words_it() -> None:
-    # DESIGN.md says "starting with ap-south", which also takes in ap-southeast-*; kept literal on purpose.
-    def region(name: str) -> ProviderName:
-        return choose_provider(currency="USD", country="SGP", data_residency_region=name).provider
-
-    assert region("ap-southeast-1") is RAZORPAY
-    assert region("eu-ap-south") is STRIPE
-    assert region("us-east-1") is STRIPE
+@pytest.mark.parametrize(
+    ("region", "provider"),
+    [
+        ("ap-south", RAZORPAY),
+        ("ap-south-1", RAZORPAY),  # Mumbai
+        ("ap-south-2", RAZORPAY),  # Hyderabad
+        ("ap-southeast-1", STRIPE),  # Singapore: not India
+        ("ap-southeast-2", STRIPE),  # Sydney
+        ("ap-south1", STRIPE),
+        ("eu-ap-south-1", STRIPE),
+        ("us-east-1", STRIPE),
+        ("", STRIPE),
+    ],
+)
+def test_rule_4_takes_ap_south_and_its_numbered_regions_only(region: str, provider: ProviderName) -> None:
+    assert choose_provider(currency="USD", country="SGP", data_residency_region=region).provider is provider
 
 
 def test_rule_5_everything_else_goes_to_stripe() -> None:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from walletsvc.api.metrics import REFUSALS
+from walletsvc.db.faults import database_unavailable
 from walletsvc.domain import errors as e
 from walletsvc.logs import request_id_var
 
@@ -37,6 +38,8 @@ ERROR_TABLE: dict[type[e.WalletError], tuple[int, str, str]] = {
     e.ProviderNotConfigured: (503, "PROVIDER_NOT_CONFIGURED", "Payment provider not configured"),
     e.ProviderUnavailable: (503, "PROVIDER_UNAVAILABLE", "Payment provider unavailable"),
     e.Conflict: (409, "CONFLICT", "Conflict"),
+    # Lost or unreachable (ConnectionLost, DatabaseUnreachable): retry, with Retry-After.
+    e.DatabaseUnavailable: (503, "DATABASE_UNAVAILABLE", "Database unavailable"),
 }
 
 _HTTP_CODES = {
@@ -72,7 +75,14 @@ def _extras(exc: e.WalletError) -> dict[str, Any]:
 
 
 def problem(
-    status: int, code: str, title: str, detail: str | None, request: Request | None, **extra: Any
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None,
+    request: Request | None,
+    *,
+    retry_after: int | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": f"urn:walletsvc:problem:{code.lower().replace('_', '-')}",
@@ -87,6 +97,8 @@ def problem(
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if code == "PROVIDER_UNAVAILABLE":
         headers = {"Retry-After": "30"}
+    if retry_after is not None:
+        headers = {"Retry-After": str(retry_after)}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -98,6 +110,18 @@ def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
     else:  # a WalletError subclass nobody mapped: still a client-facing refusal, never a 500
         status, code, title = 400, "BAD_REQUEST", "Bad request"
     REFUSALS.labels(code).inc()
+    if isinstance(exc, e.DatabaseUnavailable):
+        # What went wrong by its kind only: a driver's message may carry the statement's data.
+        cause = exc.__cause__
+        log.warning(
+            "database unavailable",
+            extra={
+                "code": code,
+                "error": type(exc).__name__,
+                "cause": type(cause).__name__ if cause else None,
+            },
+        )
+        return problem(status, code, title, exc.detail, request, retry_after=exc.retry_after_seconds)
     log.info("request refused", extra={"code": code, "status": status})
     return problem(status, code, title, exc.detail, request, **_extras(exc))
 
@@ -144,3 +168,12 @@ def unexpected_error_response() -> JSONResponse:
     """The 500 answer, built inside the request context (so it carries the request id)."""
     log.exception("unhandled error")
     return problem(500, "INTERNAL_ERROR", "Internal error", "an unexpected error; quote the request_id", None)
+
+
+def unhandled_error_response(exc: Exception) -> JSONResponse:
+    """The answer for an exception no handler took: 503 DATABASE_UNAVAILABLE when it is a lost or
+    unreachable database (a pool timeout, a driver error from the raw asyncpg path), else the 500."""
+    unavailable = database_unavailable(exc)
+    if unavailable is not None:
+        return problem_for(unavailable, None)
+    return unexpected_error_response()

@@ -3,8 +3,10 @@
 FastAPI resolves a route and its dependencies in about a millisecond of CPU, several times what the
 charge itself costs once the writer coalesces it. This ASGI middleware answers the plain case itself
 with the very same pieces the documented route uses (the UsageIn schema, the authenticator, the charge
-writer, the one error mapping in api/errors.py), so both answer alike. Anything unusual (an
-Idempotency-Key, a body over 64 KiB) goes on to the documented route.
+writer, the one error mapping in api/errors.py), so both answer alike. It runs behind the BodyGuard
+(api/body_guard.py), which has already refused what the documented route would refuse at the door (size,
+media type, undecodable JSON, duplicate keys, two Authorization headers) and decoded the body once; a
+request with an Idempotency-Key goes on to the documented route.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from walletsvc.api.body_guard import BODY_SCOPE_KEY, CheckedBody
 from walletsvc.api.errors import problem_for, validation_problem
 from walletsvc.api.routers.usage import charge_answer, usage_record
 from walletsvc.api.schemas.charging import UsageIn
+from walletsvc.db.faults import database_unavailable, once_more_if_lost
 from walletsvc.domain.access import Principal
 from walletsvc.domain.access import Scope as AccessScope
 from walletsvc.domain.errors import Unauthorized, WalletError
@@ -28,8 +32,9 @@ from walletsvc.services.auth import Authenticator
 from walletsvc.services.charging import ChargeWriter
 
 PATH = "/v1/usage"
-MAX_BODY = 64 * 1024
 _ROUTE = SimpleNamespace(path=PATH)  # what the access log and the metrics name the route by
+# What FastAPI answers for a required body that is absent.
+_MISSING_BODY = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
 
 
 class FastUsagePath:
@@ -40,60 +45,44 @@ class FastUsagePath:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != PATH:
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        if b"idempotency-key" in headers:
+        checked: CheckedBody | None = scope.get(BODY_SCOPE_KEY)
+        authorization = b""
+        for name, value in scope["headers"]:
+            if name == b"idempotency-key":
+                checked = None
+                break
+            if name == b"authorization" and not authorization:  # the first, as Starlette reads it
+                authorization = value
+        if checked is None:  # an Idempotency-Key (or a body the guard did not see): the documented route
             await self.app(scope, receive, send)
-            return
-        body, more = await _read(receive)
-        if more or len(body) > MAX_BODY:
-            await self.app(scope, _replay(body, receive, more), send)
             return
         scope["route"] = _ROUTE
         request = Request(scope)
-        response = await _answer(request, headers, body)
+        response = await _answer(request, authorization, checked)
         await response(scope, receive, send)
 
 
-async def _read(receive: Receive) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
-        if size > MAX_BODY:
-            return b"".join(chunks), True
-
-
-def _replay(body: bytes, receive: Receive, more: bool) -> Receive:
-    """Hand the documented route what was already read, then the rest of the stream."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": more}
-        return await receive()
-
-    return replay
-
-
-async def _answer(request: Request, headers: dict[bytes, bytes], body: bytes) -> Response:
+async def _answer(request: Request, authorization: bytes, body: CheckedBody) -> Response:
     state = request.app.state
     try:
-        caller = await _authenticate(state.authenticator, state.db, headers.get(b"authorization", b""))
+        # Reading the key is safe to repeat when its connection is lost (the writer repeats its own).
+        caller = await once_more_if_lost(lambda: _authenticate(state.authenticator, state.db, authorization))
+        if not body.raw:
+            return validation_problem(RequestValidationError([_MISSING_BODY]), request)
         try:
-            usage = UsageIn.model_validate_json(body)
+            # The document the guard decoded, validated as FastAPI validates the documented route's body.
+            usage = UsageIn.model_validate(body.document, from_attributes=True)
         except ValidationError as exc:
             return validation_problem(RequestValidationError(_body_errors(exc)), request)
         writer: ChargeWriter = state.charge_writer
         return charge_answer(await writer.charge(usage_record(usage, caller)))
-    except WalletError as exc:
+    except WalletError as exc:  # DatabaseUnavailable too: 503 with Retry-After
         return problem_for(exc, request)
+    except Exception as exc:
+        unavailable = database_unavailable(exc)  # a driver error or a pool timeout that nothing translated
+        if unavailable is None:
+            raise
+        return problem_for(unavailable, request)
 
 
 async def _authenticate(authenticator: Authenticator, db: Any, authorization: bytes) -> Principal:

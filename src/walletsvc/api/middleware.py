@@ -1,5 +1,5 @@
-"""The middleware that gives every request an id, a log line and a measurement, and answers a 500
-inside that context."""
+"""The middleware that gives every request an id, a log line and a measurement, and answers what no
+handler took inside that context: 503 for a lost or unreachable database, else a 500."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from walletsvc.api.errors import unexpected_error_response
+from walletsvc.api.errors import unhandled_error_response
 from walletsvc.api.metrics import LATENCY, REQUESTS
 from walletsvc.logs import request_id_var
 
@@ -52,11 +52,11 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_tracked)
-        except Exception:
-            # Answer the 500 here, inside the request's context, so it carries the request id.
+        except Exception as exc:
+            # Answer here, inside the request's context, so it carries the request id.
             if started_response:
                 raise
-            await unexpected_error_response()(scope, receive, send_with_id)
+            await unhandled_error_response(exc)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

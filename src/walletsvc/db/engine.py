@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from walletsvc.config import Settings
+from walletsvc.db import faults
 from walletsvc.db.embedded import start_embedded
 
 
@@ -32,16 +33,25 @@ class Database:
     sessionmaker: async_sessionmaker[AsyncSession]
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 20, max_overflow: int = 20) -> Database:
+    def connect(
+        cls, url: str, *, pool_size: int = 20, max_overflow: int = 20, pool_timeout: float = 30.0
+    ) -> Database:
         engine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            # No ping on every checkout (a round trip per transaction on the hot path): connections are
-            # recycled instead, and a dead one fails its request, which the client retries.
+            pool_timeout=pool_timeout,  # then 503 DATABASE_UNAVAILABLE
+            # No ping on every checkout (a round trip per transaction on the hot path): a connection the
+            # server already closed is refused at checkout for free, and work whose connection dies
+            # under it is run again on a fresh one where that is safe (api/routing.py, the writer).
             pool_recycle=1800,
-            connect_args={"server_settings": {"application_name": "walletsvc"}},
+            # A statement's parameters (webhook payloads, descriptions) never reach an error message.
+            hide_parameters=True,
+            # A server that does not answer fails the connect in seconds (503), not asyncpg's minute.
+            connect_args={"server_settings": {"application_name": "walletsvc"}, "timeout": 10},
         )
+        # Lost connections raise ConnectionLost and are invalidated, never reused; see db/faults.py.
+        faults.install(engine)
         return cls(engine=engine, sessionmaker=async_sessionmaker(engine, expire_on_commit=False))
 
     async def dispose(self) -> None:

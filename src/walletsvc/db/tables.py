@@ -212,6 +212,7 @@ topup_refunds = Table(
     Column("reason", Text, nullable=False),
     Column("forced", Boolean, nullable=False, server_default="false"),
     Column("debited", Boolean, nullable=False, server_default="false"),
+    Column("held", BigInteger, nullable=False, server_default="0"),
     Column("failure_reason", Text),
     Column("created_by", Text, nullable=False),
     _created_at(),

@@ -133,3 +133,51 @@ class ProviderUnavailable(WalletError):
 
 class Conflict(WalletError):
     """The thing is in a state that does not allow this (a refund of a top-up that never succeeded)."""
+
+
+class DatabaseUnavailable(WalletError):
+    """The database could not be used for this request. Not an answer to the request (it is never
+    stored as an Idempotency-Key's answer) and not the caller's fault: the caller should retry after
+    `retry_after_seconds`, with the same Idempotency-Key for a change.
+
+    `reached_server` is False when the failed statement provably never left this process (the
+    connection was already closed, or none could be had), so nothing it asked for can have happened; a
+    COMMIT that may have reached the server may have committed. `retried` says the work was already
+    repeated once on a fresh connection, so nobody above should repeat it again.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after_seconds: int = 1,
+        reached_server: bool = True,
+        retried: bool = False,
+    ) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds
+        self.reached_server = reached_server
+        self.retried = retried
+
+
+class ConnectionLost(DatabaseUnavailable):
+    """A connection that was working died (the server ended it, restarted or failed over, or the network
+    cut it): the same work on a fresh connection will usually succeed."""
+
+    def __init__(
+        self,
+        detail: str = "the database connection was lost; retry the request",
+        *,
+        reached_server: bool = True,
+        retried: bool = False,
+    ) -> None:
+        super().__init__(detail, reached_server=reached_server, retried=retried)
+
+
+class DatabaseUnreachable(DatabaseUnavailable):
+    """No connection could be had: the server refused or did not answer, is starting or shutting down,
+    has no connection slot left, or every pooled connection stayed busy. Repeating at once would not
+    help."""
+
+    def __init__(self, detail: str = "the database cannot be reached; retry the request later") -> None:
+        super().__init__(detail, retry_after_seconds=5, reached_server=False)

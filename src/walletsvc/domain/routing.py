@@ -13,6 +13,12 @@ class Route:
     rule: str  # which rule decided, for logs and support
 
 
+def is_india_region(region: str) -> bool:
+    """`ap-south` itself or `ap-south-N` (AWS Mumbai ap-south-1, Hyderabad ap-south-2); `ap-southeast-*`
+    (Singapore, Sydney, Jakarta, ...) is not India."""
+    return region == "ap-south" or region.startswith("ap-south-")
+
+
 def choose_provider(
     *,
     currency: str,
@@ -27,6 +33,6 @@ def choose_provider(
         return Route(tenant_setting, "tenant setting")
     if currency == "INR" or country == "IND":
         return Route(ProviderName.RAZORPAY, "INR or India")
-    if data_residency_region is not None and data_residency_region.startswith("ap-south"):
+    if data_residency_region is not None and is_india_region(data_residency_region):
         return Route(ProviderName.RAZORPAY, "ap-south data residency")
     return Route(ProviderName.STRIPE, "default")

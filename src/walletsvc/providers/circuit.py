@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from walletsvc.domain.errors import ProviderUnavailable
+from walletsvc.request_effects import note_outside_call
 
 
 class CircuitBreaker:
@@ -32,6 +33,8 @@ class CircuitBreaker:
     def before_call(self) -> None:
         """Refuse at once while open; once `reset_after` has passed, let calls try again (half-open:
         one more failure re-opens it)."""
+        # Every provider call passes here: a request that reached one is never run again by itself.
+        note_outside_call()
         if self.is_open:
             raise ProviderUnavailable(f"{self.name} is failing; calls are paused for a while (circuit open)")
 

@@ -13,10 +13,18 @@ from walletsvc.domain.topups import CheckoutKind
 from walletsvc.providers.base import (
     Checkout,
     CheckoutRequest,
+    MalformedPayload,
     PaymentState,
     PaymentStatus,
     RefundResult,
     RefundState,
+    obj_at,
+    objects_at,
+    paid_status,
+    provider_money,
+    required_str,
+    shown,
+    str_at,
 )
 from walletsvc.providers.circuit import CircuitBreaker
 
@@ -27,8 +35,32 @@ _REFUND_STATES = {
 }
 
 
-def payment_money(payment: dict[str, Any]) -> Money:
-    return Money(int(payment["amount"]), str(payment["currency"]).upper())
+def payment_status_of(payment: dict[str, Any]) -> PaymentStatus:
+    """The one reading of a Razorpay payment entity (webhook, verify's fetch, reconcile's order list).
+    Captured with an amount that is missing or malformed: PAID with no amount, which flags the top-up."""
+    payment_id = str_at(payment, "id")
+    status = str_at(payment, "status")
+    if status == "captured":
+        return paid_status(payment.get("amount"), payment.get("currency"), payment_id, name="amount")
+    if status == "failed":
+        reason = str_at(payment, "error_description") or "the payment failed"
+        return PaymentStatus(PaymentState.FAILED, None, payment_id, reason)
+    return PaymentStatus(PaymentState.PENDING, None, payment_id)
+
+
+def refund_money(refund: dict[str, Any], *, currency: str) -> Money:
+    """A refund entity's amount (webhook or API answer): a positive integer of minor units, or
+    MalformedPayload. `currency` stands in when the entity names none."""
+    return provider_money(
+        refund.get("amount"), str_at(refund, "currency") or currency, name="amount", positive=True
+    )
+
+
+def notes_of(entity: dict[str, Any]) -> dict[str, Any]:
+    """An entity's notes. Razorpay sends an empty list when there are none."""
+    if entity.get("notes") == []:
+        return {}
+    return obj_at(entity, "notes")
 
 
 class RazorpayGateway:
@@ -83,10 +115,18 @@ class RazorpayGateway:
                 raise ProviderNotConfigured("Razorpay refused walletsvc's key id and secret")
             if response.status_code == 404:
                 raise NotFound("Razorpay object", path.rsplit("/", 1)[-1])
-            body: dict[str, Any] = response.json()
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
             if response.status_code >= 400:
-                description = (body.get("error") or {}).get("description") or "bad request"
-                raise InvalidPayment(f"Razorpay refused the request: {description}")
+                error = body.get("error") if isinstance(body, dict) else None
+                description = error.get("description") if isinstance(error, dict) else None
+                if not isinstance(description, str) or not description:
+                    description = "bad request"
+                raise InvalidPayment(f"Razorpay refused the request: {description[:200]}")
+            if not isinstance(body, dict):
+                raise MalformedPayload(f"Razorpay answered {shown(body)}, not a JSON object")
             return body
         self.breaker.record_failure()
         raise ProviderUnavailable("Razorpay could not be reached or failed to answer") from last_error
@@ -103,15 +143,17 @@ class RazorpayGateway:
                 "notes": notes,
             },
         )
+        order_id = required_str(order, "id")
+        amount = provider_money(order.get("amount"), order.get("currency"), name="amount", positive=True)
         return Checkout(
             kind=CheckoutKind.RAZORPAY_MODAL,
-            checkout_id=str(order["id"]),
+            checkout_id=order_id,
             payment_id=None,
             data={
                 "key_id": self.key_id,
-                "order_id": order["id"],
-                "amount": int(order["amount"]),
-                "currency": str(order["currency"]).upper(),
+                "order_id": order_id,
+                "amount": amount.amount,
+                "currency": amount.currency,
                 "name": request.tenant_name,
                 "description": f"Wallet top-up {request.topup_id}",
                 "notes": notes,
@@ -122,10 +164,10 @@ class RazorpayGateway:
         return await self._request("GET", f"/v1/payments/{payment_id}")
 
     async def payment_status(self, checkout_id: str, kind: CheckoutKind) -> PaymentStatus:
-        payments = (await self._request("GET", f"/v1/orders/{checkout_id}/payments")).get("items") or []
-        for payment in payments:
-            if payment.get("status") == "captured":
-                return PaymentStatus(PaymentState.PAID, payment_money(payment), str(payment["id"]))
+        answer = await self._request("GET", f"/v1/orders/{checkout_id}/payments")
+        for payment in objects_at(answer, "items"):
+            if str_at(payment, "status") == "captured":
+                return payment_status_of(payment)
         # A failed attempt does not end an order: the customer may pay again on the same order.
         return PaymentStatus(PaymentState.PENDING, None, None)
 
@@ -143,7 +185,7 @@ class RazorpayGateway:
             headers={"X-Refund-Idempotency": refund_id},
         )
         return RefundResult(
-            refund_id=str(refund["id"]),
-            state=_REFUND_STATES.get(str(refund.get("status")), RefundState.PENDING),
-            amount=Money(int(refund["amount"]), str(refund.get("currency") or amount.currency).upper()),
+            refund_id=required_str(refund, "id"),
+            state=_REFUND_STATES.get(str_at(refund, "status") or "", RefundState.PENDING),
+            amount=refund_money(refund, currency=amount.currency),
         )

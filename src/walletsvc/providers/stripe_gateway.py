@@ -18,6 +18,12 @@ from walletsvc.providers.base import (
     PaymentStatus,
     RefundResult,
     RefundState,
+    id_at,
+    obj_at,
+    paid_status,
+    provider_money,
+    required_str,
+    str_at,
 )
 from walletsvc.providers.circuit import CircuitBreaker
 
@@ -30,10 +36,10 @@ _REFUND_STATES = {
 }
 
 
-def money_of(amount: int | None, currency: str | None) -> Money | None:
-    if amount is None or not currency:
-        return None
-    return Money(int(amount), currency.upper())
+def money_of(amount: object, currency: object, *, name: str = "amount", positive: bool = False) -> Money:
+    """Stripe's one reading of an amount (events, the return route, reconcile, refund answers): an
+    integer of minor units beside its currency, or MalformedPayload. Never coerced."""
+    return provider_money(amount, currency, name=name, positive=positive)
 
 
 class StripeGateway:
@@ -95,7 +101,7 @@ class StripeGateway:
                 options={"idempotency_key": f"walletsvc:customer:{tenant_id}"},
             )
         )
-        return str(customer["id"])
+        return required_str(customer, "id")
 
     async def create_checkout(self, request: CheckoutRequest, *, customer_id: str | None) -> Checkout:
         metadata = {"topup_id": request.topup_id, "tenant_id": request.tenant_id}
@@ -119,14 +125,15 @@ class StripeGateway:
                     options={"idempotency_key": key},
                 )
             )
+            intent_id = required_str(intent, "id")
             return Checkout(
                 kind=CheckoutKind.CLIENT_SECRET,
-                checkout_id=str(intent["id"]),
-                payment_id=str(intent["id"]),
+                checkout_id=intent_id,
+                payment_id=intent_id,
                 data={
-                    "client_secret": intent["client_secret"],
+                    "client_secret": required_str(intent, "client_secret"),
                     "publishable_key": self.publishable_key,
-                    "payment_intent_id": intent["id"],
+                    "payment_intent_id": intent_id,
                 },
             )
         payment_intent_data: dict[str, Any] = {"metadata": metadata}
@@ -158,20 +165,25 @@ class StripeGateway:
                 options={"idempotency_key": key},
             )
         )
+        expires_at = session.get("expires_at")
         return Checkout(
             kind=CheckoutKind.REDIRECT,
-            checkout_id=str(session["id"]),
-            payment_id=_id_of(session.get("payment_intent")),
-            data={"url": session["url"], "expires_at": session.get("expires_at")},
+            checkout_id=required_str(session, "id"),
+            payment_id=id_at(session, "payment_intent"),
+            data={
+                "url": required_str(session, "url"),
+                # shown to the portal only: an unreadable one is left out rather than refused
+                "expires_at": expires_at if type(expires_at) is int else None,
+            },
         )
 
     async def retrieve_session(self, session_id: str) -> tuple[str | None, str | None, PaymentStatus]:
         """The top-up and tenant a Checkout Session belongs to, and its payment state."""
         session = await self._call(lambda: self.client.v1.checkout.sessions.retrieve_async(session_id))
-        metadata = session.get("metadata") or {}
+        metadata = obj_at(session, "metadata")
         return (
-            session.get("client_reference_id") or metadata.get("topup_id"),
-            metadata.get("tenant_id"),
+            str_at(session, "client_reference_id") or str_at(metadata, "topup_id"),
+            str_at(metadata, "tenant_id"),
             session_status(session),
         )
 
@@ -200,44 +212,35 @@ class StripeGateway:
                 options={"idempotency_key": f"walletsvc:refund:{refund_id}"},
             )
         )
-        confirmed = money_of(refund.get("amount"), refund.get("currency")) or amount
         return RefundResult(
-            refund_id=str(refund["id"]),
-            state=_REFUND_STATES.get(str(refund.get("status")), RefundState.PENDING),
-            amount=confirmed,
+            refund_id=required_str(refund, "id"),
+            state=_REFUND_STATES.get(str_at(refund, "status") or "", RefundState.PENDING),
+            amount=money_of(refund.get("amount"), refund.get("currency"), positive=True),
         )
 
 
-def _id_of(value: Any) -> str | None:
-    """An expandable Stripe field: an id string, or the expanded object."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return str(value.get("id")) if hasattr(value, "get") else None
-
-
-def session_status(session: Any) -> PaymentStatus:
-    payment_id = _id_of(session.get("payment_intent"))
-    if session.get("payment_status") == "paid":
-        return PaymentStatus(
-            PaymentState.PAID, money_of(session.get("amount_total"), session.get("currency")), payment_id
+def session_status(session: dict[str, Any]) -> PaymentStatus:
+    """The one reading of a Checkout Session (webhook, return route, reconcile). Paid with an amount
+    that is missing or malformed: PAID with no amount, which flags the top-up."""
+    payment_id = id_at(session, "payment_intent")
+    if str_at(session, "payment_status") == "paid":
+        return paid_status(
+            session.get("amount_total"), session.get("currency"), payment_id, name="amount_total"
         )
-    if session.get("status") == "expired":
+    if str_at(session, "status") == "expired":
         return PaymentStatus(PaymentState.FAILED, None, payment_id, "the checkout session expired")
     return PaymentStatus(PaymentState.PENDING, None, payment_id)
 
 
-def intent_status(intent: Any) -> PaymentStatus:
-    status = intent.get("status")
+def intent_status(intent: dict[str, Any]) -> PaymentStatus:
+    """The one reading of a PaymentIntent (webhook, reconcile)."""
+    status = str_at(intent, "status")
+    intent_id = str_at(intent, "id")
     if status == "succeeded":
-        return PaymentStatus(
-            PaymentState.PAID,
-            money_of(intent.get("amount_received"), intent.get("currency")),
-            intent.get("id"),
+        return paid_status(
+            intent.get("amount_received"), intent.get("currency"), intent_id, name="amount_received"
         )
     if status == "canceled":
-        return PaymentStatus(PaymentState.FAILED, None, intent.get("id"), "the payment was canceled")
-    error = intent.get("last_payment_error") or {}
-    reason = error.get("message") if hasattr(error, "get") else None
-    return PaymentStatus(PaymentState.PENDING, None, intent.get("id"), reason)
+        return PaymentStatus(PaymentState.FAILED, None, intent_id, "the payment was canceled")
+    reason = str_at(obj_at(intent, "last_payment_error"), "message")
+    return PaymentStatus(PaymentState.PENDING, None, intent_id, reason)

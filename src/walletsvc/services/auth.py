@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +21,12 @@ from walletsvc.domain.access import ROLE_SCOPES, Principal, Role, Scope, validat
 from walletsvc.domain.errors import Unauthorized
 
 API_KEY_PREFIX = "wsk_"
+# What create_api_key makes: 16 hex digits of id, then token_urlsafe(32). Anything else is refused before
+# the database is asked (a NUL in the id would make PostgreSQL fail, not answer "no such key").
+_API_KEY = re.compile(r"wsk_([0-9a-f]{16})_([A-Za-z0-9_-]{1,128})")
+# A claim is copied into ledger rows, audit fields and queries: text PostgreSQL can hold, of a sane size.
+_MAX_SUBJECT = 255
+_MAX_TENANT_ID = 64
 
 
 def hash_secret(secret: str) -> bytes:
@@ -119,27 +127,29 @@ class Authenticator:
             raise Unauthorized("the token has expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("the token is not valid") from exc
+        subject = _text_claim(claims, "sub", _MAX_SUBJECT)
         try:
-            role = Role(claims["role"])
+            role = Role(_text_claim(claims, "role", _MAX_SUBJECT))
         except ValueError as exc:
             raise Unauthorized("the token's role is not one walletsvc knows") from exc
-        tenant_id = claims.get("tenant_id")
-        if tenant_id is not None and not isinstance(tenant_id, str):
-            raise Unauthorized("the token's tenant_id must be a string")
+        tenant_id = None
+        if claims.get("tenant_id") not in (None, ""):
+            tenant_id = _text_claim(claims, "tenant_id", _MAX_TENANT_ID)
         if role is not Role.SUPER_ADMIN and not tenant_id:
             raise Unauthorized("the token names no tenant_id")
         return Principal(
             kind="user",
-            subject=str(claims["sub"]),
-            tenant_id=tenant_id or None,
+            subject=subject,
+            tenant_id=tenant_id,
             scopes=ROLE_SCOPES[role],
             role=role,
         )
 
     @staticmethod
     async def _api_key(session: AsyncSession, token: str) -> Principal:
-        key_id, _, secret = token[len(API_KEY_PREFIX) :].partition("_")
-        record = await ApiKeyRepository(session).find(key_id) if key_id and secret else None
+        shape = _API_KEY.fullmatch(token)
+        key_id, secret = shape.groups() if shape is not None else ("", "")
+        record = await ApiKeyRepository(session).find(key_id) if key_id else None
         # Compare a digest even when the key is unknown, so timing does not tell which ids exist.
         expected = record.secret_hash if record is not None else hash_secret("")
         if not hmac.compare_digest(expected, hash_secret(secret)) or record is None:
@@ -147,3 +157,11 @@ class Authenticator:
         if record.revoked_at is not None:
             raise Unauthorized("the API key has been revoked")
         return Principal(kind="api_key", subject=record.id, tenant_id=record.tenant_id, scopes=record.scopes)
+
+
+def _text_claim(claims: dict[str, Any], name: str, max_length: int) -> str:
+    """A claim that must be printable text: not empty, no NUL or other control character, not absurdly long."""
+    value = claims.get(name)
+    if not isinstance(value, str) or not value or not value.isprintable() or len(value) > max_length:
+        raise Unauthorized(f"the token's {name} must be printable text of at most {max_length} characters")
+    return value

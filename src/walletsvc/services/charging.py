@@ -5,6 +5,11 @@ A hot wallet takes hundreds of charges a second. Charges for one wallet are ther
 process and written by one writer at a time: it locks the wallet row once, rates and settles everything
 queued behind it, writes the charges, the ledger rows, the quota and the wallet in a handful of
 statements, and commits. The lock is held for those statements only, never across other I/O.
+
+A batch whose connection dies is written once more on a fresh connection, looking first for what is
+charged already: a charge is unique on (tenant, kind, reference_id), so even a batch whose COMMIT was
+lost in flight (and may have committed) is safe to write again; it then answers the first charges. A
+connection that died is invalidated, never handed back to the pool.
 """
 
 from __future__ import annotations
@@ -16,13 +21,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
+from walletsvc.db.faults import database_unavailable
 from walletsvc.db.repositories.charge_store import ChargeStore, LedgerLine, LockedAccount
 from walletsvc.db.repositories.usage import LockedWallet, UsageCharge
-from walletsvc.domain.errors import InvalidRequest, NotFound, WalletError
+from walletsvc.domain.errors import (
+    ConnectionLost,
+    DatabaseUnavailable,
+    InvalidRequest,
+    NotFound,
+    WalletError,
+)
 from walletsvc.domain.plans import current_period, settle_charge
 from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
+from walletsvc.request_effects import untracked
 from walletsvc.services.pricing import configured_rates
 
 log = logging.getLogger(__name__)
@@ -81,34 +96,37 @@ class ChargeWriter:
         return await future
 
     async def charge_many(self, records: Sequence[UsageRecord]) -> list[ChargeOutcome | WalletError]:
-        """Each record answered on its own: a refusal of one does not stop the others."""
+        """Each record answered on its own: a refusal of one does not stop the others. A database that
+        failed any of them fails the whole call (DatabaseUnavailable): the caller retries all of it, and
+        what was charged meanwhile is answered as the first charge."""
         results = await asyncio.gather(*(self.charge(r) for r in records), return_exceptions=True)
         answers: list[ChargeOutcome | WalletError] = []
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, WalletError):
                 raise result
+            if isinstance(result, DatabaseUnavailable):
+                raise result
             answers.append(result)
         return answers
 
     async def _drain(self, tenant_id: str) -> None:
-        try:
-            while queue := self._queues.get(tenant_id):
-                batch = queue[: self.settings.charge_batch_size]
-                del queue[: len(batch)]
-                await self._write_settling(tenant_id, batch)
-        finally:
-            self._queues.pop(tenant_id, None)
+        # A task of its own, started from whichever request came first: what it does is not that
+        # request's doing (request_effects).
+        with untracked():
+            try:
+                while queue := self._queues.get(tenant_id):
+                    batch = queue[: self.settings.charge_batch_size]
+                    del queue[: len(batch)]
+                    await self._write_settling(tenant_id, batch)
+            finally:
+                self._queues.pop(tenant_id, None)
 
     async def _write_settling(
         self, tenant_id: str, batch: list[tuple[UsageRecord, asyncio.Future[ChargeOutcome]]]
     ) -> None:
         records = [record for record, _ in batch]
         try:
-            try:
-                outcomes = await self._write(tenant_id, records)
-            except _ChargedMeanwhile:
-                # A retried reference: this time look for what was charged before.
-                outcomes = await self._write(tenant_id, records, check_existing=True)
+            outcomes = await self._write_once_more_if_lost(tenant_id, records)
         except WalletError as exc:
             for _, future in batch:
                 if not future.done():
@@ -127,6 +145,34 @@ class ChargeWriter:
                 else:
                     future.set_result(outcome)
 
+    async def _write_once_more_if_lost(
+        self, tenant_id: str, records: list[UsageRecord]
+    ) -> list[ChargeOutcome | WalletError]:
+        try:
+            try:
+                return await self._write(tenant_id, records)
+            except _ChargedMeanwhile:
+                # A retried reference: this time look for what was charged before.
+                return await self._write(tenant_id, records, check_existing=True)
+        except Exception as exc:
+            lost = database_unavailable(exc)
+            if not isinstance(lost, ConnectionLost):
+                # Not the database's doing, or it cannot be reached: writing again at once would not help.
+                if lost is None or lost is exc:
+                    raise
+                raise lost from exc
+            log.warning("charge batch lost its connection; writing it again", extra={"size": len(records)})
+        try:
+            # Looking first: the lost batch may have committed (its COMMIT was in flight).
+            return await self._write(tenant_id, records, check_existing=True)
+        except Exception as exc:
+            lost = database_unavailable(exc)
+            if isinstance(lost, ConnectionLost):
+                raise ConnectionLost(reached_server=lost.reached_server, retried=True) from exc
+            if lost is None or lost is exc:
+                raise
+            raise lost from exc
+
     async def _write(
         self, tenant_id: str, records: list[UsageRecord], *, check_existing: bool = False
     ) -> list[ChargeOutcome | WalletError]:
@@ -136,83 +182,95 @@ class ChargeWriter:
             raw = await connection.get_raw_connection()
             conn = raw.driver_connection
             assert conn is not None  # an open pooled connection always has its asyncpg connection
-            async with conn.transaction():  # the charge writer's unit of work: commits or rolls back here
-                store = ChargeStore(conn)
-                account = await store.lock(tenant_id)
-                if account is None:
-                    raise NotFound("wallet", tenant_id)
-                wallet = account.wallet
-                rates = self._rates(account)
-                quota = self._quota(account)
-                quota_used = quota[0] if quota else 0
-                quota_left = max(account.included_minutes * 60 - quota_used, 0) if account.plan_id else 0
-                quota_changed = quota is not None and quota_used != account.quota_used_seconds
+            try:
+                return await self._write_on(conn, tenant_id, records, check_existing=check_existing)
+            except BaseException as exc:
+                # SQLAlchemy never saw these statements, so it cannot tell that the connection died:
+                # invalidate it here, or the pool would hand the dead connection to the next request. A
+                # cancelled batch too: its statement may still be running on that connection.
+                if not isinstance(exc, Exception) or database_unavailable(exc) is not None:
+                    await connection.invalidate()
+                raise
 
-                keys = list(dict.fromkeys(r.key for r in records))
-                existing = await store.existing(tenant_id, keys) if check_existing else {}
-                call_ids = [
-                    r.reference_id for r in records if r.kind is UsageKind.CALL and r.key not in existing
-                ]
-                holds = (
-                    await store.settle_holds(tenant_id, call_ids) if call_ids and wallet.reserved > 0 else {}
-                )
-                start_balance = wallet.balance
-                today = datetime.now(UTC).date()
-                if wallet.spent_day != today:
-                    wallet.spent_day, wallet.spent_today = today, 0
+    async def _write_on(
+        self,
+        conn: asyncpg.Connection,
+        tenant_id: str,
+        records: list[UsageRecord],
+        *,
+        check_existing: bool,
+    ) -> list[ChargeOutcome | WalletError]:
+        async with conn.transaction():  # the charge writer's unit of work: commits or rolls back here
+            store = ChargeStore(conn)
+            account = await store.lock(tenant_id)
+            if account is None:
+                raise NotFound("wallet", tenant_id)
+            wallet = account.wallet
+            rates = self._rates(account)
+            quota = self._quota(account)
+            quota_used = quota[0] if quota else 0
+            quota_left = max(account.included_minutes * 60 - quota_used, 0) if account.plan_id else 0
+            quota_changed = quota is not None and quota_used != account.quota_used_seconds
 
-                planned: list[tuple[UsageRecord, dict[str, Any] | None, WalletError | None]] = []
-                seen: set[tuple[str, str]] = set()
-                for record in records:
-                    if record.key in existing or record.key in seen:
-                        planned.append((record, None, None))
-                        continue
-                    seen.add(record.key)
-                    try:
-                        rating = (
-                            rate_call(record.duration_seconds or 0, rates, quota_remaining_seconds=quota_left)
-                            if record.kind is UsageKind.CALL
-                            else rate_units(record.kind, record.quantity or 1, rates)
-                        )
-                    except WalletError as exc:
-                        planned.append((record, None, exc))
-                        continue
-                    hold = holds.get(record.reference_id, 0) if record.kind is UsageKind.CALL else 0
-                    wallet.reserved -= hold
-                    settlement = settle_charge(rating.amount.amount, available_after_release=wallet.available)
-                    if rating.quota_seconds:
-                        quota_left -= rating.quota_seconds
-                        quota_used += rating.quota_seconds
-                        quota_changed = True
-                    wallet.balance -= settlement.charged
-                    wallet.owed += settlement.owed
-                    wallet.spent_today += rating.amount.amount
-                    if settlement.owed:
-                        wallet.flagged = True
-                    planned.append(
-                        (record, _charge_row(record, rating, settlement.charged, settlement.owed, hold), None)
+            keys = list(dict.fromkeys(r.key for r in records))
+            existing = await store.existing(tenant_id, keys) if check_existing else {}
+            call_ids = [r.reference_id for r in records if r.kind is UsageKind.CALL and r.key not in existing]
+            holds = await store.settle_holds(tenant_id, call_ids) if call_ids and wallet.reserved > 0 else {}
+            start_balance = wallet.balance
+            today = datetime.now(UTC).date()
+            if wallet.spent_day != today:
+                wallet.spent_day, wallet.spent_today = today, 0
+
+            planned: list[tuple[UsageRecord, dict[str, Any] | None, WalletError | None]] = []
+            seen: set[tuple[str, str]] = set()
+            for record in records:
+                if record.key in existing or record.key in seen:
+                    planned.append((record, None, None))
+                    continue
+                seen.add(record.key)
+                try:
+                    rating = (
+                        rate_call(record.duration_seconds or 0, rates, quota_remaining_seconds=quota_left)
+                        if record.kind is UsageKind.CALL
+                        else rate_units(record.kind, record.quantity or 1, rates)
                     )
+                except WalletError as exc:
+                    planned.append((record, None, exc))
+                    continue
+                hold = holds.get(record.reference_id, 0) if record.kind is UsageKind.CALL else 0
+                wallet.reserved -= hold
+                settlement = settle_charge(rating.amount.amount, available_after_release=wallet.available)
+                if rating.quota_seconds:
+                    quota_left -= rating.quota_seconds
+                    quota_used += rating.quota_seconds
+                    quota_changed = True
+                wallet.balance -= settlement.charged
+                wallet.owed += settlement.owed
+                wallet.spent_today += rating.amount.amount
+                if settlement.owed:
+                    wallet.flagged = True
+                planned.append(
+                    (record, _charge_row(record, rating, settlement.charged, settlement.owed, hold), None)
+                )
 
-                rows = [row for _, row, _ in planned if row is not None]
-                inserted = (
-                    await store.insert_charges(tenant_id, wallet.currency, account.plan_id, rows)
-                    if rows
-                    else []
-                )
-                if len(inserted) != len(rows):
-                    raise _ChargedMeanwhile  # rolls the transaction back; the caller starts over
-                new = {(c.kind.value, c.reference_id): c for c in inserted}
-                lines = _ledger_lines(
-                    wallet,
-                    [new[(row["kind"], row["reference_id"])] for row in rows if row["charged"] > 0],
-                    start_balance,
-                )
-                await store.finish(
-                    wallet,
-                    lines,
-                    quota=(quota_used, quota[1], quota[2]) if quota is not None and quota_changed else None,
-                    spent_day=today,
-                )
+            rows = [row for _, row, _ in planned if row is not None]
+            inserted = (
+                await store.insert_charges(tenant_id, wallet.currency, account.plan_id, rows) if rows else []
+            )
+            if len(inserted) != len(rows):
+                raise _ChargedMeanwhile  # rolls the transaction back; the caller starts over
+            new = {(c.kind.value, c.reference_id): c for c in inserted}
+            lines = _ledger_lines(
+                wallet,
+                [new[(row["kind"], row["reference_id"])] for row in rows if row["charged"] > 0],
+                start_balance,
+            )
+            await store.finish(
+                wallet,
+                lines,
+                quota=(quota_used, quota[1], quota[2]) if quota is not None and quota_changed else None,
+                spent_day=today,
+            )
 
         by_key = {**existing, **new}
         outcomes: list[ChargeOutcome | WalletError] = []

@@ -72,11 +72,16 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "negative_only_by_adjustment",
-        "no debit takes a balance below zero except an admin adjustment or a paid-out refund that says so",
+        "no debit takes a balance below zero except an admin adjustment that says so, or a forced refund "
+        "(and the bonus share it takes back): a refund that was not forced had its money held",
         """
-        SELECT tenant_id, id, type, amount, balance_after FROM ledger_entries
-         WHERE amount < 0 AND balance_after < 0
-           AND NOT (type IN ('adjustment', 'topup_refund', 'bonus') AND allow_negative)
+        SELECT e.tenant_id, e.id, e.type, e.amount, e.balance_after, e.reference_id FROM ledger_entries e
+          LEFT JOIN topup_refunds r
+            ON r.tenant_id = e.tenant_id AND r.id = e.reference_id AND e.reference_type = 'topup_refund'
+         WHERE e.amount < 0 AND e.balance_after < 0
+           AND NOT ((e.type = 'adjustment' AND e.allow_negative)
+                 OR (e.type IN ('topup_refund', 'bonus') AND e.reference_type = 'topup_refund'
+                     AND COALESCE(r.forced, false)))
         """,
     ),
     Check(
@@ -219,13 +224,52 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "reserved_matches_holds",
-        "each wallet's reserve is the sum of its active call holds",
+        "each wallet's reserve is the sum of its active call holds and the holds of its open refunds",
         """
-        SELECT w.tenant_id, w.reserved, COALESCE(s.held, 0) AS held
+        SELECT w.tenant_id, w.reserved, COALESCE(s.held, 0) AS call_holds, COALESCE(f.held, 0) AS refund_holds
           FROM wallets w
           LEFT JOIN (SELECT tenant_id, SUM(amount) AS held FROM holds WHERE status = 'active'
                       GROUP BY tenant_id) s USING (tenant_id)
-         WHERE w.reserved <> COALESCE(s.held, 0)
+          LEFT JOIN (SELECT tenant_id, SUM(held) AS held FROM topup_refunds GROUP BY tenant_id) f
+            USING (tenant_id)
+         WHERE w.reserved <> COALESCE(s.held, 0) + COALESCE(f.held, 0)
+        """,
+    ),
+    Check(
+        "refund_holds_only_while_open",
+        "a refund holds money only while it waits for the provider (pending or flagged, not debited, not forced)",
+        """
+        SELECT tenant_id, id AS refund_id, status, debited, forced, held FROM topup_refunds
+         WHERE held > 0 AND (debited OR forced OR status NOT IN ('pending', 'flagged'))
+        """,
+    ),
+    Check(
+        "refunds_within_confirmed",
+        "per top-up, what was refunded (and what is promised to open refunds) never exceeds what the "
+        "provider confirmed, and the refunded figure is the sum of the debited refunds",
+        """
+        SELECT t.tenant_id, t.id AS topup_id, t.credited_amount, t.refunded_amount,
+               COALESCE(SUM(r.amount) FILTER (WHERE r.debited AND r.status <> 'failed'), 0) AS debited_refunds,
+               COALESCE(SUM(r.amount) FILTER (WHERE r.status <> 'failed'), 0) AS promised
+          FROM topups t
+          LEFT JOIN topup_refunds r ON r.tenant_id = t.tenant_id AND r.topup_id = t.id
+         GROUP BY t.tenant_id, t.id, t.credited_amount, t.refunded_amount
+        HAVING t.refunded_amount < 0
+            OR t.refunded_amount > COALESCE(t.credited_amount, 0)
+            OR COALESCE(SUM(r.amount) FILTER (WHERE r.status <> 'failed'), 0) > COALESCE(t.credited_amount, 0)
+            OR t.refunded_amount
+               <> COALESCE(SUM(r.amount) FILTER (WHERE r.debited AND r.status <> 'failed'), 0)
+        """,
+    ),
+    Check(
+        "provider_refund_maps_once",
+        "each provider refund is exactly one walletsvc refund",
+        """
+        SELECT t.provider, r.provider_refund_id, COUNT(*) AS refunds
+          FROM topup_refunds r JOIN topups t ON t.tenant_id = r.tenant_id AND t.id = r.topup_id
+         WHERE r.provider_refund_id IS NOT NULL
+         GROUP BY t.provider, r.provider_refund_id
+        HAVING COUNT(*) > 1
         """,
     ),
     Check(

@@ -14,7 +14,7 @@ from walletsvc.domain.errors import WalletError
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import TopupStatus
 from walletsvc.services.gateways import Gateways
-from walletsvc.services.refunds import apply_refund_result
+from walletsvc.services.refunds import resume_refund
 from walletsvc.services.topups import fail_topup, settle_status
 
 log = logging.getLogger(__name__)
@@ -75,21 +75,9 @@ async def reconcile(db: Database, gateways: Gateways, *, older_than: timedelta) 
             report.errors.append(f"top-up {topup.id}: {exc.detail}")
     for refund in refunds:
         try:
+            # The provider is asked with no lock held; its answer is applied under the top-up's lock.
             async with unit_of_work(db) as session:
-                topups = TopupRepository(session)
-                topup = await topups.get(refund.tenant_id, refund.topup_id, for_update=True)
-                if topup.provider_payment_id is None:
-                    continue
-                # The same refund id: the provider's idempotency key makes this a replay, not a second refund.
-                result = await gateways.get(topup.provider).refund(
-                    payment_id=topup.provider_payment_id,
-                    amount=refund.amount,
-                    refund_id=refund.id,
-                    topup_id=topup.id,
-                    tenant_id=topup.tenant_id,
-                    reason=refund.reason,
-                )
-                await apply_refund_result(session, topup, refund, result, source="reconcile")
+                await resume_refund(session, gateways, refund, source="reconcile")
             report.refunds_settled += 1
         except WalletError as exc:
             report.errors.append(f"refund {refund.id}: {exc.detail}")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +13,9 @@ from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import StripeCustomerRepository, TopupRepository
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.errors import (
+    Conflict,
     CurrencyMismatch,
+    IdempotencyKeyReused,
     InvalidPayment,
     InvalidRequest,
     NotFound,
@@ -35,8 +36,10 @@ from walletsvc.domain.topups import (
     confirmation_mismatch,
 )
 from walletsvc.providers.base import Checkout, CheckoutRequest, PaymentState, PaymentStatus
+from walletsvc.providers.razorpay_gateway import payment_status_of
 from walletsvc.services.debts import settle_owed
 from walletsvc.services.gateways import Gateways
+from walletsvc.services.intents import IntentBoundary, intent_id
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,6 @@ COUNTER_ACCOUNTS = {
     ProviderName.STRIPE: CounterAccount.PROVIDER_STRIPE,
     ProviderName.RAZORPAY: CounterAccount.PROVIDER_RAZORPAY,
 }
-
-
-def new_topup_id() -> str:
-    return f"top_{secrets.token_hex(12)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +63,15 @@ async def start_topup(
     tenant_id: str,
     amount: int,
     actor: str,
+    intent: IntentBoundary,
     currency: str | None = None,
     save_payment_method: bool = False,
     checkout_kind: CheckoutKind | None = None,
     provider_override: ProviderName | None = None,
 ) -> StartedTopup:
-    """Open a checkout with the provider the routing rules choose. The top-up is written before the
-    provider is called, so that it is never lost: if the call fails it stays on record with why."""
+    """Open a checkout with the provider the routing rules choose. The top-up is written and committed
+    before the provider is called, so that it is never lost: if the call fails it stays on record with
+    why. Run again with the same intent seed (a retried request), it resumes the same top-up."""
     tenant = await TenantRepository(session).get(tenant_id)
     if currency is not None and currency != tenant.currency:
         raise CurrencyMismatch(expected=tenant.currency, got=currency)
@@ -87,18 +88,33 @@ async def start_topup(
     kind = _checkout_kind(route.provider, checkout_kind)
 
     topups = TopupRepository(session)
-    topup = await topups.add(
-        topup_id=new_topup_id(),
-        tenant_id=tenant_id,
-        provider=route.provider,
-        amount=money,
-        checkout_kind=kind,
-        save_payment_method=save_payment_method,
-        created_by=actor,
-    )
-    await topups.add_event(
-        tenant_id, topup.id, "created", source="api", detail=f"routed by rule: {route.rule}"
-    )
+    topup_id = intent_id("top", intent.seed)
+    topup = await topups.find(tenant_id, topup_id) if intent.seed is not None else None
+    if topup is not None:
+        if (topup.amount, topup.provider, topup.checkout_kind, topup.save_payment_method) != (
+            money,
+            route.provider,
+            kind,
+            save_payment_method,
+        ):
+            raise IdempotencyKeyReused("this Idempotency-Key was used with a different top-up")
+        if topup.status is not TopupStatus.PENDING:
+            raise Conflict(f"this top-up is already {topup.status.value}: see GET /v1/topups/{topup.id}")
+        await topups.add_event(tenant_id, topup.id, "resumed", source="api", detail="the request was retried")
+    else:
+        topup = await topups.add(
+            topup_id=topup_id,
+            tenant_id=tenant_id,
+            provider=route.provider,
+            amount=money,
+            checkout_kind=kind,
+            save_payment_method=save_payment_method,
+            created_by=actor,
+        )
+        await topups.add_event(
+            tenant_id, topup.id, "created", source="api", detail=f"routed by rule: {route.rule}"
+        )
+    await intent.commit()
     request = CheckoutRequest(
         topup_id=topup.id,
         tenant_id=tenant_id,
@@ -166,11 +182,7 @@ async def credit_topup(
     mismatch = confirmation_mismatch(topup.amount, confirmed)
     if mismatch is not None:
         log.warning("top-up confirmation does not match; nothing credited", extra={"topup_id": topup_id})
-        flagged = await topups.mark(
-            tenant_id, topup_id, TopupStatus.FLAGGED, reason=mismatch, payment_id=payment_id
-        )
-        await topups.add_event(tenant_id, topup_id, "flagged", source=source, detail=mismatch)
-        return flagged
+        return await _flag(topups, topup, reason=mismatch, payment_id=payment_id, source=source)
     wallets = WalletRepository(session)
     counter = COUNTER_ACCOUNTS[topup.provider]
     await wallets.apply(
@@ -219,6 +231,37 @@ async def credit_topup(
     return credited
 
 
+async def flag_topup(
+    session: AsyncSession,
+    tenant_id: str,
+    topup_id: str,
+    *,
+    reason: str,
+    payment_id: str | None,
+    source: str,
+) -> Topup:
+    """The provider says it was paid but names no amount walletsvc can read: nothing is credited and the
+    top-up is flagged for someone to look at, like a confirmation of another amount."""
+    topups = TopupRepository(session)
+    topup = await topups.get(tenant_id, topup_id, for_update=True)
+    if topup.status in (TopupStatus.SUCCEEDED, TopupStatus.FLAGGED):
+        detail = f"{topup.status.value}: {reason}"
+        await topups.add_event(tenant_id, topup_id, "confirmation_ignored", source=source, detail=detail)
+        return topup
+    log.warning("top-up confirmed with an unreadable amount; nothing credited", extra={"topup_id": topup_id})
+    return await _flag(topups, topup, reason=reason, payment_id=payment_id, source=source)
+
+
+async def _flag(
+    topups: TopupRepository, topup: Topup, *, reason: str, payment_id: str | None, source: str
+) -> Topup:
+    flagged = await topups.mark(
+        topup.tenant_id, topup.id, TopupStatus.FLAGGED, reason=reason, payment_id=payment_id
+    )
+    await topups.add_event(topup.tenant_id, topup.id, "flagged", source=source, detail=reason)
+    return flagged
+
+
 async def fail_topup(
     session: AsyncSession,
     tenant_id: str,
@@ -241,8 +284,18 @@ async def fail_topup(
 async def settle_status(
     session: AsyncSession, tenant_id: str, topup_id: str, status: PaymentStatus, *, source: str
 ) -> Topup:
-    """Apply what a provider says of a payment: paid credits, failed fails, pending changes nothing."""
-    if status.state is PaymentState.PAID and status.amount is not None:
+    """Apply what a provider says of a payment: paid credits (or, with no readable amount, flags),
+    failed fails, pending changes nothing."""
+    if status.state is PaymentState.PAID:
+        if status.amount is None:
+            return await flag_topup(
+                session,
+                tenant_id,
+                topup_id,
+                reason=status.reason or "the provider confirmed no amount",
+                payment_id=status.payment_id,
+                source=source,
+            )
         return await credit_topup(
             session, tenant_id, topup_id, confirmed=status.amount, payment_id=status.payment_id, source=source
         )
@@ -278,22 +331,9 @@ async def verify_razorpay(
     payment = await gateway.fetch_payment(payment_id)
     if payment.get("order_id") != order_id:
         raise InvalidPayment("the payment was not made for this top-up's order")
-    state = {"captured": PaymentState.PAID, "failed": PaymentState.FAILED}.get(
-        str(payment.get("status")), PaymentState.PENDING
-    )
-    amount = (
-        Money(int(payment["amount"]), str(payment["currency"]).upper())
-        if state is PaymentState.PAID
-        else None
-    )
-    reason = payment.get("error_description") if state is PaymentState.FAILED else None
-    return await settle_status(
-        session,
-        tenant_id,
-        topup_id,
-        PaymentStatus(state, amount, payment_id, reason),
-        source="razorpay_verify",
-    )
+    # The payment id is the one the signature covers, not whatever the answer's `id` says.
+    status = replace(payment_status_of(payment), payment_id=payment_id)
+    return await settle_status(session, tenant_id, topup_id, status, source="razorpay_verify")
 
 
 async def stripe_return(session: AsyncSession, gateways: Gateways, *, session_id: str) -> Topup:

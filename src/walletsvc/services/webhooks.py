@@ -1,5 +1,16 @@
 """Provider webhooks: stored once on (provider, event id), then applied. Order is never assumed: every
-handler reads the current state and moves it only forward (a late failure never undoes a success)."""
+handler reads the current state and moves it only forward (a late failure never undoes a success).
+
+Malformed events. The router answers 422 VALIDATION_FAILED only when the envelope itself is unusable:
+the body is not a JSON object, Stripe's `id`/`type` or Razorpay's `event` is not a non-empty string, or
+it is nested more than 64 levels deep. Everything inside the envelope is read here through typed
+accessors (providers/base.py). An event with a wrong type wherever it is read (`data` a string,
+`metadata` a list, an id that is a number, a refund amount that is not a positive integer, ...), or with
+a character PostgreSQL cannot store (NUL: stored escaped, see db/repositories/webhook_events.py), is
+stored as received, answered 200 with the outcome `malformed: <why>`, and moves no money. The one
+exception is a payment the provider calls paid with an amount that is missing or not an integer of
+minor units: its top-up is flagged for review (`malformed: <why>; top-up flagged`), nothing credited.
+A repeat of any of them answers `duplicate`."""
 
 from __future__ import annotations
 
@@ -11,12 +22,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
-from walletsvc.db.repositories.webhook_events import WebhookEventRepository
+from walletsvc.db.repositories.webhook_events import WebhookEventRepository, is_storable
 from walletsvc.domain.money import Money
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import Topup
-from walletsvc.providers.base import PaymentState, PaymentStatus, RefundState
-from walletsvc.providers.razorpay_gateway import payment_money
+from walletsvc.providers.base import (
+    MalformedPayload,
+    PaymentState,
+    PaymentStatus,
+    RefundState,
+    id_at,
+    obj_at,
+    objects_at,
+    required_str,
+    str_at,
+)
+from walletsvc.providers.razorpay_gateway import notes_of, payment_status_of, refund_money
 from walletsvc.providers.stripe_gateway import intent_status, money_of, session_status
 from walletsvc.services.refunds import debit_refund, settle_provider_refund
 from walletsvc.services.topups import fail_topup, settle_status
@@ -37,12 +58,10 @@ async def receive_event(
         return "duplicate"
     located = _located_tenant.set(None)
     try:
-        if provider is ProviderName.STRIPE:
-            outcome = await _apply_stripe(
-                session, event_type, (payload.get("data") or {}).get("object") or {}
-            )
+        if not (is_storable(event_id) and is_storable(event_type) and is_storable(payload)):
+            outcome = "malformed: the event holds NUL characters or unpaired surrogates (stored escaped)"
         else:
-            outcome = await _apply_razorpay(session, event_type, payload.get("payload") or {})
+            outcome = await _apply(session, provider, event_type, payload)
         # The event is filed under the tenant it turned out to concern (none for an unknown event).
         await events.set_outcome(provider.value, event_id, outcome, tenant_id=_located_tenant.get())
     finally:
@@ -51,6 +70,36 @@ async def receive_event(
         "webhook applied", extra={"provider": provider.value, "event_type": event_type, "outcome": outcome}
     )
     return outcome
+
+
+async def _apply(
+    session: AsyncSession, provider: ProviderName, event_type: str, payload: dict[str, Any]
+) -> str:
+    """Apply the event inside a savepoint: a field found malformed halfway (the second refund of a
+    charge, say) undoes whatever the first half did, and only the stored event remains."""
+    try:
+        async with session.begin_nested():
+            if provider is ProviderName.STRIPE:
+                return await _apply_stripe(session, event_type, obj_at(obj_at(payload, "data"), "object"))
+            return await _apply_razorpay(session, event_type, obj_at(payload, "payload"))
+    except MalformedPayload as exc:
+        log.warning("malformed webhook event", extra={"provider": provider.value, "event_type": event_type})
+        return f"malformed: {exc.detail}"
+
+
+async def _settled(
+    session: AsyncSession, located: tuple[str, str], status: PaymentStatus, *, source: str
+) -> str:
+    topup = await settle_status(session, *located, status, source=source)
+    if status.state is PaymentState.PAID and status.amount is None:
+        return f"malformed: {status.reason}; top-up {topup.status.value}"
+    return f"top-up {topup.status.value}"
+
+
+def _same_currency(amount: Money, topup: Topup) -> Money:
+    if amount.currency != topup.amount.currency:
+        raise MalformedPayload(f"the refund is in {amount.currency}, the top-up in {topup.amount.currency}")
+    return amount
 
 
 async def _locate(
@@ -73,13 +122,13 @@ async def _locate(
 
 
 async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, Any]) -> str:
-    metadata = obj.get("metadata") or {}
+    metadata = obj_at(obj, "metadata")
     if event_type.startswith("checkout.session."):
         located = await _locate(
             session,
             ProviderName.STRIPE,
-            topup_id=obj.get("client_reference_id") or metadata.get("topup_id"),
-            checkout_id=obj.get("id"),
+            topup_id=str_at(obj, "client_reference_id") or str_at(metadata, "topup_id"),
+            checkout_id=str_at(obj, "id"),
         )
         if located is None:
             return "unknown top-up"
@@ -92,23 +141,20 @@ async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, A
             )
         elif event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             return "ignored"
-        topup = await settle_status(session, *located, status, source=f"stripe:{event_type}")
-        return f"top-up {topup.status.value}"
+        return await _settled(session, located, status, source=f"stripe:{event_type}")
     if event_type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        intent_id = str_at(obj, "id")
         located = await _locate(
-            session, ProviderName.STRIPE, topup_id=metadata.get("topup_id"), payment_id=obj.get("id")
+            session, ProviderName.STRIPE, topup_id=str_at(metadata, "topup_id"), payment_id=intent_id
         )
         if located is None:
             return "unknown top-up"
         if event_type == "payment_intent.succeeded":
             status = intent_status(obj)
         else:
-            error = obj.get("last_payment_error") or {}
-            status = PaymentStatus(
-                PaymentState.FAILED, None, obj.get("id"), error.get("message") or "declined"
-            )
-        topup = await settle_status(session, *located, status, source=f"stripe:{event_type}")
-        return f"top-up {topup.status.value}"
+            message = str_at(obj_at(obj, "last_payment_error"), "message")
+            status = PaymentStatus(PaymentState.FAILED, None, intent_id, message or "declined")
+        return await _settled(session, located, status, source=f"stripe:{event_type}")
     if event_type == "charge.refunded":
         return await _stripe_charge_refunded(session, obj)
     if event_type in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):
@@ -126,26 +172,31 @@ _STRIPE_REFUND_STATES = {
 
 
 async def _stripe_refund(session: AsyncSession, refund: dict[str, Any]) -> str:
-    metadata = refund.get("metadata") or {}
+    metadata = obj_at(refund, "metadata")
+    refund_id = required_str(refund, "id")
+    our_refund_id = str_at(metadata, "walletsvc_refund_id")
+    state = _STRIPE_REFUND_STATES.get(str_at(refund, "status") or "", RefundState.PENDING)
     located = await _locate(
         session,
         ProviderName.STRIPE,
-        topup_id=metadata.get("topup_id"),
-        payment_id=_id(refund.get("payment_intent")),
+        topup_id=str_at(metadata, "topup_id"),
+        payment_id=id_at(refund, "payment_intent"),
     )
     if located is None:
         return "unknown top-up"
+    # Read before anything is locked or settled: a refund of no readable amount never reaches settlement.
+    amount = money_of(refund.get("amount"), refund.get("currency"), positive=True)
     topup = await TopupRepository(session).get(*located, for_update=True)
-    amount = money_of(refund.get("amount"), refund.get("currency")) or topup.amount
-    if not metadata.get("walletsvc_refund_id"):
-        await _claim_charge_refund(session, topup, str(refund.get("id")), amount)
+    amount = _same_currency(amount, topup)
+    if not our_refund_id:
+        await _claim_charge_refund(session, topup, refund_id, amount)
     settled = await settle_provider_refund(
         session,
         topup,
-        provider_refund_id=str(refund.get("id")),
-        our_refund_id=metadata.get("walletsvc_refund_id"),
+        provider_refund_id=refund_id,
+        our_refund_id=our_refund_id,
         amount=amount,
-        state=_STRIPE_REFUND_STATES.get(str(refund.get("status")), RefundState.PENDING),
+        state=state,
         source="stripe:refund",
     )
     return f"refund {settled.status if settled else 'ignored'}"
@@ -170,24 +221,24 @@ async def _stripe_charge_refunded(session: AsyncSession, charge: dict[str, Any])
     """`charge.refunded` carries the charge. Its `refunds` list is present in older API versions; when
     it is, each refund is settled on its own. Otherwise the cumulative `amount_refunded` is compared
     with what walletsvc has debited, and any difference is settled."""
-    payment_id = _id(charge.get("payment_intent"))
+    payment_id = id_at(charge, "payment_intent")
+    charge_id = required_str(charge, "id")
     located = await _locate(
         session,
         ProviderName.STRIPE,
-        topup_id=(charge.get("metadata") or {}).get("topup_id"),
+        topup_id=str_at(obj_at(charge, "metadata"), "topup_id"),
         payment_id=payment_id,
     )
     if located is None:
         return "unknown top-up"
-    listed = ((charge.get("refunds") or {}).get("data")) or []
+    listed = objects_at(obj_at(charge, "refunds"), "data")
     if listed:
         outcomes = [await _stripe_refund(session, {**r, "payment_intent": payment_id}) for r in listed]
         return "; ".join(outcomes)
+    refunded = money_of(charge.get("amount_refunded"), charge.get("currency"), name="amount_refunded")
     topups = TopupRepository(session)
     topup = await topups.get(*located, for_update=True)
-    refunded = money_of(charge.get("amount_refunded"), charge.get("currency"))
-    if refunded is None:
-        return "ignored"
+    refunded = _same_currency(refunded, topup)
     missing = refunded.amount - topup.refunded.amount
     if missing <= 0:
         return "already settled"
@@ -203,19 +254,13 @@ async def _stripe_charge_refunded(session: AsyncSession, charge: dict[str, Any])
     settled = await settle_provider_refund(
         session,
         topup,
-        provider_refund_id=f"{charge.get('id')}:refunded:{refunded.amount}",
+        provider_refund_id=f"{charge_id}:refunded:{refunded.amount}",
         our_refund_id=None,
         amount=Money(missing, refunded.currency),
         state=RefundState.SUCCEEDED,
         source="stripe:charge.refunded",
     )
     return f"refund {settled.status if settled else 'ignored'}"
-
-
-def _id(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return str(value.get("id")) if value.get("id") else None
-    return str(value) if value else None
 
 
 # --- Razorpay ---------------------------------------------------------------------------------------
@@ -227,19 +272,22 @@ _RAZORPAY_REFUND_STATES = {
 }
 
 
+def _entity(body: dict[str, Any], name: str) -> dict[str, Any]:
+    return obj_at(obj_at(body, name), "entity")
+
+
 async def _apply_razorpay(session: AsyncSession, event_type: str, body: dict[str, Any]) -> str:
-    payment = (body.get("payment") or {}).get("entity") or {}
-    order = (body.get("order") or {}).get("entity") or {}
+    payment = _entity(body, "payment")
+    order = _entity(body, "order")
     if event_type in ("payment.captured", "order.paid", "payment.failed"):
-        notes = payment.get("notes") or order.get("notes") or {}
-        if isinstance(notes, list):  # Razorpay sends an empty list for no notes
-            notes = {}
+        notes = notes_of(payment) or notes_of(order)
+        payment_id = str_at(payment, "id")
         located = await _locate(
             session,
             ProviderName.RAZORPAY,
-            topup_id=notes.get("topup_id"),
-            checkout_id=payment.get("order_id") or order.get("id"),
-            payment_id=payment.get("id"),
+            topup_id=str_at(notes, "topup_id"),
+            checkout_id=str_at(payment, "order_id") or str_at(order, "id"),
+            payment_id=payment_id,
         )
         if located is None:
             return "unknown top-up"
@@ -247,45 +295,42 @@ async def _apply_razorpay(session: AsyncSession, event_type: str, body: dict[str
             topup = await fail_topup(
                 session,
                 *located,
-                reason=payment.get("error_description") or "the payment failed",
+                reason=str_at(payment, "error_description") or "the payment failed",
                 source=f"razorpay:{event_type}",
-                payment_id=payment.get("id"),
+                payment_id=payment_id,
             )
-        elif payment.get("status") == "captured":
-            status = PaymentStatus(PaymentState.PAID, payment_money(payment), payment.get("id"))
-            topup = await settle_status(session, *located, status, source=f"razorpay:{event_type}")
-        else:
+            return f"top-up {topup.status.value}"
+        status = payment_status_of(payment)
+        if status.state is not PaymentState.PAID:
             return "payment not captured"
-        return f"top-up {topup.status.value}"
+        return await _settled(session, located, status, source=f"razorpay:{event_type}")
     if event_type in ("refund.processed", "refund.failed", "refund.created"):
-        refund = (body.get("refund") or {}).get("entity") or {}
-        notes = refund.get("notes") or {}
-        if isinstance(notes, list):
-            notes = {}
-        payment_notes = payment.get("notes") or {}
-        if isinstance(payment_notes, list):
-            payment_notes = {}
+        refund = _entity(body, "refund")
+        notes = notes_of(refund)
+        refund_id = required_str(refund, "id")
+        state = {"refund.processed": RefundState.SUCCEEDED, "refund.failed": RefundState.FAILED}.get(
+            event_type, _RAZORPAY_REFUND_STATES.get(str_at(refund, "status") or "", RefundState.PENDING)
+        )
         # A refund made in the dashboard has no notes of ours, and its payment may not be known here yet
         # (its capture not heard of): the payment entity sent along names the order.
         located = await _locate(
             session,
             ProviderName.RAZORPAY,
-            topup_id=notes.get("topup_id") or payment_notes.get("topup_id"),
-            checkout_id=payment.get("order_id"),
-            payment_id=refund.get("payment_id"),
+            topup_id=str_at(notes, "topup_id") or str_at(notes_of(payment), "topup_id"),
+            checkout_id=str_at(payment, "order_id"),
+            payment_id=str_at(refund, "payment_id"),
         )
         if located is None:
             return "unknown top-up"
         topup = await TopupRepository(session).get(*located, for_update=True)
-        state = {"refund.processed": RefundState.SUCCEEDED, "refund.failed": RefundState.FAILED}.get(
-            event_type, _RAZORPAY_REFUND_STATES.get(str(refund.get("status")), RefundState.PENDING)
-        )
+        # A refund of no readable amount never reaches settlement.
+        amount = _same_currency(refund_money(refund, currency=topup.amount.currency), topup)
         settled = await settle_provider_refund(
             session,
             topup,
-            provider_refund_id=str(refund.get("id")),
-            our_refund_id=notes.get("walletsvc_refund_id"),
-            amount=Money(int(refund["amount"]), str(refund.get("currency") or topup.amount.currency).upper()),
+            provider_refund_id=refund_id,
+            our_refund_id=str_at(notes, "walletsvc_refund_id"),
+            amount=amount,
             state=state,
             source=f"razorpay:{event_type}",
         )

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, status
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
+from walletsvc.api.intents import IntentDep
 from walletsvc.api.routers.topups import GatewaysDep, TopupIdPath
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.api.schemas.common import problem_responses
@@ -50,14 +51,21 @@ async def get_any_topup(topup_id: TopupIdPath, session: SessionDep, admin: Admin
     "/topups/{topup_id}/refunds",
     status_code=status.HTTP_201_CREATED,
     summary="Refund a top-up, whole or in part, to where it came from",
-    description="Sent to the provider with an idempotency key; the wallet is debited once, whichever of the "
-    "provider's answer and its refund webhook comes first. Refunding more than the wallet still holds "
-    "answers 402 unless `force` is set.",
+    description="The refund is recorded, and the money it takes held on the wallet, before the provider is "
+    "asked (with an idempotency key derived from the refund's id); the wallet is debited once, whichever of "
+    "the provider's answer, its refund webhook and reconcile comes first. Refunding more than the wallet "
+    "still holds answers 402 unless `force` is set. Retried with the same `Idempotency-Key` after a 503 or a "
+    "lost answer, it resumes the same refund: the provider never pays out twice.",
     responses=problem_responses(400, 402, 403, 404, 409, 503),
     dependencies=[Idempotent],
 )
 async def create_refund(
-    topup_id: TopupIdPath, body: RefundCreate, session: SessionDep, gateways: GatewaysDep, admin: AdminDep
+    topup_id: TopupIdPath,
+    body: RefundCreate,
+    session: SessionDep,
+    gateways: GatewaysDep,
+    admin: AdminDep,
+    intent: IntentDep,
 ) -> RefundOut:
     refund = await refund_topup(
         session,
@@ -67,6 +75,7 @@ async def create_refund(
         reason=body.reason,
         force=body.force,
         actor=admin.actor,
+        intent=intent,
     )
     return RefundOut.of(refund)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, status
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
-from walletsvc.api.routing import TransactionalRoute
+from walletsvc.api.routing import ShownOnceResponse, TransactionalRoute
 from walletsvc.api.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from walletsvc.api.schemas.common import problem_responses
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
@@ -20,11 +20,14 @@ router = APIRouter(prefix="/v1/admin/api-keys", tags=["admin: api keys"], route_
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
     summary="Create an API key (the key is shown once)",
+    description="The answer carries the key; it is never stored. A retry with the same Idempotency-Key "
+    "answers the same key record with `key: null`: the secret cannot be shown twice.",
     responses=problem_responses(403, 404, 409),
     dependencies=[Idempotent],
 )
-async def create_key(body: ApiKeyCreate, session: SessionDep, admin: AdminDep) -> ApiKeyCreated:
+async def create_key(body: ApiKeyCreate, session: SessionDep, admin: AdminDep) -> ShownOnceResponse:
     new = await create_api_key(
         session,
         scopes=frozenset(body.scopes),
@@ -32,7 +35,12 @@ async def create_key(body: ApiKeyCreate, session: SessionDep, admin: AdminDep) -
         name=body.name,
         created_by=admin.actor,
     )
-    return ApiKeyCreated(**ApiKeyOut.of(new.record).model_dump(), key=new.key)
+    created = ApiKeyCreated(**ApiKeyOut.of(new.record).model_dump(), key=new.key)
+    return ShownOnceResponse(
+        created.model_dump(mode="json"),
+        replay_content=created.without_key().model_dump(mode="json"),
+        status_code=status.HTTP_201_CREATED,
+    )
 
 
 @router.get("", summary="List API keys (never their secrets)", responses=problem_responses(403))

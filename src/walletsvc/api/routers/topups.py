@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import RedirectResponse
 
 from walletsvc.api.deps import Idempotent, SessionDep, SettingsDep, WalletReaderDep, WalletWriterDep
-from walletsvc.api.routing import TransactionalRoute
+from walletsvc.api.intents import IntentDep
+from walletsvc.api.routing import ResumableResponse, TransactionalRoute
 from walletsvc.api.schemas.common import Page, decode_str_cursor, encode_cursor, problem_responses
 from walletsvc.api.schemas.topups import (
     ID_PATTERN,
@@ -48,9 +49,12 @@ GatewaysDep = Annotated[Gateways, Depends(get_gateways)]
     summary="Start a top-up: answers the checkout the portal should show",
     description="The provider is chosen by the routing rules; the portal is told the kind of checkout "
     "(`redirect`, `client_secret` or `razorpay_modal`), never the provider's name. Amounts below the "
-    "currency's minimum answer 422 `BELOW_MINIMUM`.",
+    "currency's minimum answer 422 `BELOW_MINIMUM`. With an `Idempotency-Key`, a retry resumes the same "
+    "top-up (never a second one); an answer with a `client_secret` is never stored, so its retry asks Stripe "
+    "again (with the same Stripe idempotency key) rather than replaying a stored secret.",
     responses=problem_responses(400, 403, 404, 409, 503),
     dependencies=[Idempotent],
+    response_model=TopupCreated,
 )
 async def create_topup(
     body: TopupCreate,
@@ -58,7 +62,8 @@ async def create_topup(
     settings: SettingsDep,
     gateways: GatewaysDep,
     caller: WalletWriterDep,
-) -> TopupCreated:
+    intent: IntentDep,
+) -> TopupCreated | ResumableResponse:
     if body.provider is not None and not caller.is_admin:
         raise Forbidden("only an admin may choose the payment provider")
     started = await start_topup(
@@ -68,12 +73,17 @@ async def create_topup(
         tenant_id=caller.own_tenant(),
         amount=body.amount,
         actor=caller.actor,
+        intent=intent,
         currency=body.currency,
         save_payment_method=body.save_payment_method,
         checkout_kind=CheckoutKind(body.checkout) if body.checkout else None,
         provider_override=ProviderName(body.provider) if body.provider else None,
     )
-    return TopupCreated(**TopupOut.of(started.topup).model_dump(), checkout=checkout_out(started.checkout))
+    created = TopupCreated(**TopupOut.of(started.topup).model_dump(), checkout=checkout_out(started.checkout))
+    if started.checkout.kind is CheckoutKind.CLIENT_SECRET:
+        # A client secret is for the customer's browser alone: never written into the Idempotency-Key store.
+        return ResumableResponse(created.model_dump(mode="json"), status_code=status.HTTP_201_CREATED)
+    return created
 
 
 @router.get("", summary="The caller's top-ups, newest first", responses=problem_responses(403))

@@ -56,7 +56,7 @@ WriterDep = Annotated[ChargeWriter, Depends(get_writer)]
     "the remaining quota at the plan's rate) and holds the expected cost. Asking again for the same call "
     "answers the same hold. The hangup charge (`POST /v1/usage`, kind `call`, reference_id = call_id) "
     "settles it; a hold never settled expires after HOLD_TTL_SECONDS.",
-    responses=problem_responses(403, 404),
+    responses=problem_responses(403, 404, 413, 415),
     dependencies=[Idempotent],
 )
 async def authorize_call(
@@ -129,7 +129,13 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
     "(`replayed: true`) and never charges twice. Quota first, then the wallet. When the wallet cannot pay "
     "it all, it pays what it can, the rest is recorded as owed, the tenant is flagged, and the answer is "
     "402 INSUFFICIENT_FUNDS with `charge_id`, `charged` and `owed`; the next top-up pays what is owed.",
-    responses=problem_responses(402, 403, 404),
+    responses={
+        200: {
+            "model": ChargeOut,
+            "description": "A retry: the first charge (`replayed: true`), nothing charged again",
+        },
+        **problem_responses(402, 403, 404, 413, 415),
+    },
 )
 async def charge_usage(body: UsageIn, request: Request, caller: TelephonyCallerDep) -> Response:
     record = usage_record(body, caller)
@@ -155,7 +161,7 @@ def charge_answer(outcome: ChargeOutcome) -> Response:
     summary="Charge up to 1,000 usage records; each is answered on its own",
     description="The answer lists one result per record, in order, with the status that record alone "
     "would have had (201 charged, 200 replayed, 402 owed, 404, 422) and its charge or problem.",
-    responses=problem_responses(403),
+    responses=problem_responses(403, 413, 415),
     dependencies=[Idempotent],
 )
 async def charge_usage_batch(

@@ -44,5 +44,19 @@ class ApiKeyOut(BaseModel):
         )
 
 
+KEY_SHOWN_ONCE = (
+    "the key is shown only once, in the first answer, and is never stored: an Idempotency-Key replay "
+    "cannot show it again; if it was lost, revoke this key and create another"
+)
+
+
 class ApiKeyCreated(ApiKeyOut):
-    key: str = Field(description="The secret key. Shown once: store it now, it cannot be read again.")
+    key: str | None = Field(
+        description="The secret key. Shown once: store it now, it cannot be read again. "
+        "null in an Idempotency-Key replay of the creation (see `detail`)."
+    )
+    detail: str | None = Field(default=None, description="Why `key` is null, when it is")
+
+    def without_key(self) -> ApiKeyCreated:
+        """What an Idempotency-Key replay answers: the same key record, without the secret."""
+        return self.model_copy(update={"key": None, "detail": KEY_SHOWN_ONCE})

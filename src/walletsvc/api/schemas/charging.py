@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from walletsvc.api.schemas import examples
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.api.schemas.wallets import MAX_AMOUNT, TENANT_ID_PATTERN
 from walletsvc.db.repositories.usage import UsageCharge
@@ -175,6 +176,7 @@ class SubscriptionChange(BaseModel):
 
 
 class AuthorizeIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.AUTHORIZE_IN))
     tenant_id: str | None = Field(
         default=None, pattern=TENANT_ID_PATTERN, description="Platform-wide keys only"
     )
@@ -182,6 +184,7 @@ class AuthorizeIn(BaseModel):
 
 
 class AuthorizeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.AUTHORIZE_OUT))
     call_id: str
     tenant_id: str
     allowed: bool
@@ -196,6 +199,7 @@ class AuthorizeOut(BaseModel):
 
 
 class UsageIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.USAGE_IN))
     tenant_id: str | None = Field(
         default=None, pattern=TENANT_ID_PATTERN, description="Platform-wide keys only"
     )
@@ -210,10 +214,12 @@ class UsageIn(BaseModel):
 
 
 class UsageBatchIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.USAGE_BATCH_IN))
     records: list[UsageIn] = Field(min_length=1, max_length=1000)
 
 
 class ChargeOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.CHARGE))
     id: str
     tenant_id: str
     kind: UsageKind
@@ -262,15 +268,18 @@ class BatchResult(BaseModel):
 
 
 class UsageBatchOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.USAGE_BATCH_OUT))
     results: list[BatchResult]
 
 
 class ChargeRefundIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.CHARGE_REFUND_IN))
     amount: StrictInt | None = Field(default=None, gt=0, le=MAX_AMOUNT, description="Omit to refund the rest")
     reason: str = Field(min_length=1, max_length=500, pattern=NO_NUL_PATTERN)
 
 
 class ChargeRefundOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.CHARGE_REFUND))
     id: str
     charge_id: str
     amount: MoneyOut

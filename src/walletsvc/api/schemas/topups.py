@@ -6,8 +6,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
+from walletsvc.api.schemas import examples
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.api.schemas.wallets import MAX_AMOUNT
 from walletsvc.db.repositories.refunds import TopupRefund
@@ -24,6 +34,7 @@ def _money(value: Money | None) -> MoneyOut | None:
 
 
 class TopupCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.TOPUP_CREATE))
     amount: StrictInt = Field(gt=0, le=MAX_AMOUNT, description="Minor units, in the wallet's currency")
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", description="Optional; the wallet's")
     save_payment_method: StrictBool = Field(
@@ -89,14 +100,19 @@ class TopupEventOut(BaseModel):
 
 
 class RefundOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.REFUND))
     id: str
     topup_id: str
     tenant_id: str
     amount: MoneyOut
-    status: Literal["pending", "succeeded", "failed"]
+    status: Literal["pending", "succeeded", "failed", "flagged"] = Field(
+        description="`flagged`: the provider reported another amount than was asked for; nothing was "
+        "debited and the money stays held until someone looks at it"
+    )
     reason: str
     forced: bool
     debited: bool = Field(description="Whether the wallet has been debited for it (exactly once)")
+    held: MoneyOut = Field(description="What it keeps reserved on the wallet until it is debited or fails")
     failure_reason: str | None
     created_by: str
     created_at: datetime
@@ -112,6 +128,7 @@ class RefundOut(BaseModel):
             reason=r.reason,
             forced=r.forced,
             debited=r.debited,
+            held=MoneyOut.of(r.held, r.amount.currency),
             failure_reason=r.failure_reason,
             created_by=r.created_by,
             created_at=r.created_at,
@@ -119,6 +136,7 @@ class RefundOut(BaseModel):
 
 
 class TopupOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.TOPUP))
     id: str
     tenant_id: str
     status: Literal["pending", "succeeded", "failed", "flagged"]
@@ -153,10 +171,12 @@ class TopupOut(BaseModel):
 
 
 class TopupCreated(TopupOut):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.TOPUP_CREATED))
     checkout: CheckoutOut
 
 
 class TopupDetail(TopupOut):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.TOPUP_DETAIL))
     history: list[TopupEventOut]
     refunds: list[RefundOut]
 
@@ -173,12 +193,14 @@ class TopupDetail(TopupOut):
 
 
 class RazorpayVerify(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.RAZORPAY_VERIFY))
     razorpay_order_id: str = Field(pattern=ID_PATTERN)
     razorpay_payment_id: str = Field(pattern=ID_PATTERN)
     razorpay_signature: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
 class RefundCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.REFUND_CREATE))
     amount: StrictInt | None = Field(
         default=None, gt=0, le=MAX_AMOUNT, description="Omit to refund all that is left"
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, StrictBool, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+from walletsvc.api.schemas import examples
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.db.repositories.wallets import AutoTopupSettings
 from walletsvc.domain.errors import UnknownCurrency
@@ -25,6 +26,7 @@ class AutoTopupOut(BaseModel):
 
 
 class WalletOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.WALLET))
     tenant_id: str
     currency: str
     balance: MoneyOut
@@ -67,6 +69,7 @@ class WalletOut(BaseModel):
 
 
 class TenantCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.TENANT_CREATE))
     id: str = Field(pattern=TENANT_ID_PATTERN, description="The platform's own id for the tenant")
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL_PATTERN)
     country: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3, e.g. IND")
@@ -87,6 +90,7 @@ class TenantCreate(BaseModel):
 
 
 class TenantOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra=examples.of(examples.TENANT))
     id: str
     name: str
     country: str

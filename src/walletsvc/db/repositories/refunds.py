@@ -22,11 +22,12 @@ class TopupRefund:
     tenant_id: str
     topup_id: str
     amount: Money
-    status: str  # pending, succeeded, failed
+    status: str  # pending, succeeded, failed, flagged (the provider reported it wrongly: for review)
     provider_refund_id: str | None
     reason: str
     forced: bool
     debited: bool
+    held: int  # reserved on the wallet for it until it is debited or fails
     failure_reason: str | None
     created_by: str
     created_at: datetime
@@ -44,6 +45,7 @@ def refund_from_mapping(m: Any) -> TopupRefund:
         reason=m["reason"],
         forced=m["forced"],
         debited=m["debited"],
+        held=m["held"],
         failure_reason=m["failure_reason"],
         created_by=m["created_by"],
         created_at=m["created_at"],
@@ -66,6 +68,8 @@ class RefundRepository:
         forced: bool,
         created_by: str,
         provider_refund_id: str | None = None,
+        held: int = 0,
+        status: str = "pending",
     ) -> TopupRefund:
         row = (
             await self.session.execute(
@@ -76,8 +80,9 @@ class RefundRepository:
                     topup_id=topup_id,
                     amount=amount.amount,
                     currency=amount.currency,
-                    status="pending",
+                    status=status,
                     reason=reason,
+                    held=held,
                     forced=forced,
                     created_by=created_by,
                     provider_refund_id=provider_refund_id,

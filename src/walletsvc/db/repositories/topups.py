@@ -97,6 +97,12 @@ class TopupRepository:
             raise NotFound("top-up", topup_id)
         return topup_from_mapping(row._mapping)
 
+    async def find(self, tenant_id: str, topup_id: str) -> Topup | None:
+        row = (
+            await self.session.execute(select(t.topups).where(c.tenant_id == tenant_id, c.id == topup_id))
+        ).one_or_none()
+        return None if row is None else topup_from_mapping(row._mapping)
+
     async def locate(
         self,
         provider: ProviderName,

@@ -149,6 +149,34 @@ class WalletRepository:
             available=wallet.available, requested=-entry.amount.amount, currency=wallet.currency
         )
 
+    async def reserve(self, tenant_id: str, amount: int) -> Wallet:
+        """Hold `amount` of the available balance (as a call hold does), in one conditional statement:
+        concurrent charges then cannot spend it. InsufficientFunds when it is not available."""
+        w = t.wallets.c
+        row = (
+            await self.session.execute(
+                t.wallets.update()
+                .where(w.tenant_id == tenant_id, w.balance - w.reserved >= amount)
+                .values(reserved=w.reserved + amount, updated_at=func.now())
+                .returning(*t.wallets.c)
+            )
+        ).one_or_none()
+        if row is None:
+            wallet = await self.get(tenant_id)
+            raise InsufficientFunds(
+                available=max(wallet.available, 0), requested=amount, currency=wallet.currency
+            )
+        return wallet_from_mapping(row._mapping)
+
+    async def release(self, tenant_id: str, amount: int) -> None:
+        """Give back what `reserve` held."""
+        if amount:
+            await self.session.execute(
+                t.wallets.update()
+                .where(t.wallets.c.tenant_id == tenant_id)
+                .values(reserved=t.wallets.c.reserved - amount, updated_at=func.now())
+            )
+
     async def set_limits(self, tenant_id: str, **values: int | None) -> None:
         """low_balance_threshold, max_concurrent_calls, daily_spend_cap: the ones given."""
         if values:

@@ -1,7 +1,14 @@
-"""Provider webhook events, stored unique on (provider, event id): a repeat changes nothing."""
+"""Provider webhook events, stored unique on (provider, event id): a repeat changes nothing.
+
+PostgreSQL text and JSONB cannot hold NUL (U+0000), nor an unpaired UTF-16 surrogate (which JSON's
+`\\ud800` escapes can produce). Each such character in the event id, the type or anywhere in the payload
+(keys included) is stored as the six characters of its JSON escape, `\\u0000`: what was sent stays
+readable, and the event is answered as malformed and never applied (services/webhooks.py). The one loss:
+such an escape cannot be told from the same six characters sent literally."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from sqlalchemy import update
@@ -11,6 +18,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from walletsvc.db import tables as t
 
 w = t.webhook_events.c
+
+_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
+
+
+def _escape(text: str) -> str:
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def storable(value: Any) -> Any:
+    """`value` (a parsed JSON value) with every character PostgreSQL cannot hold escaped."""
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, dict):
+        return {_escape(str(k)): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
+def is_storable(value: Any) -> bool:
+    """True when `value` holds no character PostgreSQL cannot store (`storable` would change nothing)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is None
+    if isinstance(value, dict):
+        return all(is_storable(str(k)) and is_storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(is_storable(v) for v in value)
+    return True
 
 
 class WebhookEventRepository:
@@ -27,10 +62,10 @@ class WebhookEventRepository:
                 insert(t.webhook_events)
                 .values(
                     provider=provider,
-                    event_id=event_id,
-                    type=event_type,
+                    event_id=_escape(event_id),
+                    type=_escape(event_type),
                     tenant_id=tenant_id,
-                    payload=payload,
+                    payload=storable(payload),
                 )
                 .on_conflict_do_nothing(index_elements=["provider", "event_id"])
                 .returning(w.event_id)
@@ -41,6 +76,6 @@ class WebhookEventRepository:
     async def set_outcome(self, provider: str, event_id: str, outcome: str, *, tenant_id: str | None) -> None:
         await self.session.execute(
             update(t.webhook_events)
-            .where(w.provider == provider, w.event_id == event_id)
-            .values(outcome=outcome, tenant_id=tenant_id)
+            .where(w.provider == provider, w.event_id == _escape(event_id))
+            .values(outcome=_escape(outcome), tenant_id=tenant_id)
         )
