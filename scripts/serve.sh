@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Run walletsvc. With no DATABASE_URL it starts its own PostgreSQL in .walletsvc-data/.
+# Backgrounded (`bash scripts/serve.sh &`), follow it with `bash scripts/wait.sh $!`: it returns once the
+# service answers, the first run's install into .venv included.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+if [ ! -f .venv/.walletsvc-installed ]; then
+  echo "serve.sh: first run: installing into .venv (a minute or two), then starting walletsvc" >&2
+fi
 source scripts/bootstrap.sh
 exec .venv/bin/walletsvc serve "$@"

@@ -2,24 +2,42 @@
 
 Every test session gets a fresh database, migrated with the real alembic migrations. At the end of
 the session `ledger verify` runs over everything the suite wrote, and must pass.
+
+Only fixtures live here. Helpers and constants that tests import are in tests/fixtures/ (auth, tenants,
+constants, problems, ...): a test imports from there, never from this file or from another test module
+(tests/unit/test_suite_layout.py checks it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
-import jwt
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.fixtures.auth import bearer, make_token
+from tests.fixtures.constants import (
+    JWT_SECRET,
+    PORTAL_CANCEL_URL,
+    PORTAL_SUCCESS_URL,
+    PUBLIC_BASE_URL,
+    RAZORPAY_API_BASE,
+    RAZORPAY_KEY_ID,
+    RAZORPAY_KEY_SECRET,
+    RAZORPAY_WEBHOOK_SECRET,
+    STRIPE_API_BASE,
+    STRIPE_PUBLISHABLE_KEY,
+    STRIPE_SECRET_KEY,
+    STRIPE_WEBHOOK_SECRET,
+)
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.embedded import start_embedded
@@ -29,21 +47,6 @@ from walletsvc.services.ledger_verify import verify_ledger
 
 # Fixtures shared by several test modules, kept beside the helpers they use.
 pytest_plugins = ["tests.fixtures.razorpay_flow"]
-
-JWT_SECRET = "test-jwt-secret-" + uuid.uuid4().hex
-
-# Fake providers: their HTTP is faked with respx at these bases; secrets are made per run.
-STRIPE_API_BASE = "https://stripe.test"
-STRIPE_SECRET_KEY = "sk_test_" + uuid.uuid4().hex
-STRIPE_PUBLISHABLE_KEY = "pk_test_" + uuid.uuid4().hex
-STRIPE_WEBHOOK_SECRET = "whsec_" + uuid.uuid4().hex
-RAZORPAY_API_BASE = "https://razorpay.test"
-RAZORPAY_KEY_ID = "rzp_test_" + uuid.uuid4().hex[:14]
-RAZORPAY_KEY_SECRET = uuid.uuid4().hex
-RAZORPAY_WEBHOOK_SECRET = uuid.uuid4().hex
-PUBLIC_BASE_URL = "http://walletsvc.test"
-PORTAL_SUCCESS_URL = "https://portal.test/billing?topup=success"
-PORTAL_CANCEL_URL = "https://portal.test/billing?topup=cancelled"
 
 
 def _asyncpg_dsn(sqlalchemy_url: str) -> str:
@@ -78,7 +81,7 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 @pytest.fixture(scope="session")
 def settings(database_url: str) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
         database_url=database_url,
         jwt_secret=JWT_SECRET,
         idempotency_lock_seconds=30,
@@ -135,38 +138,9 @@ async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def make_token(
-    *,
-    role: str,
-    tenant_id: str | None = None,
-    sub: str | None = None,
-    expires_in: int = 3600,
-    secret: str = JWT_SECRET,
-    algorithm: str = "HS256",
-    **claims: Any,
-) -> str:
-    payload: dict[str, Any] = {"sub": sub or f"user-{uuid.uuid4().hex[:8]}", "role": role}
-    payload["exp"] = int(time.time()) + expires_in
-    if tenant_id is not None:
-        payload["tenant_id"] = tenant_id
-    payload.update(claims)
-    return jwt.encode(payload, secret, algorithm=algorithm)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
 @pytest.fixture(scope="session")
 def admin_headers() -> dict[str, str]:
     return bearer(make_token(role="super_admin", sub="admin-1"))
-
-
-def new_tenant_id() -> str:
-    return f"t-{uuid.uuid4().hex[:12]}"
-
-
-TenantFactory = Callable[..., Any]
 
 
 @pytest.fixture
@@ -196,11 +170,3 @@ def create_tenant(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> T
         return tenant
 
     return _create
-
-
-def owner_headers(tenant_id: str) -> dict[str, str]:
-    return bearer(make_token(role="owner", tenant_id=tenant_id))
-
-
-def member_headers(tenant_id: str) -> dict[str, str]:
-    return bearer(make_token(role="member", tenant_id=tenant_id))

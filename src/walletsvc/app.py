@@ -35,7 +35,7 @@ from walletsvc.db.repositories.idempotency import IdempotencyStore
 from walletsvc.services.auth import Authenticator
 from walletsvc.services.calls import expire_holds
 from walletsvc.services.charging import ChargeWriter
-from walletsvc.services.gateways import build_gateways, key_mode_warnings
+from walletsvc.services.gateways import build_gateways, key_mode_warnings, setting_warnings
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,10 @@ Every `/v1` route but `GET /v1/plans`, `GET /v1/topups/stripe/return` and the we
 
 - **Portal users: a JWT** issued by the platform, HS256 (`JWT_SECRET`) or RS256 (`JWT_PUBLIC_KEY`);
   the algorithm is fixed by the configuration. Claims: `sub` (the user), `tenant_id`, `role`, `exp`
-  (and `aud` when `JWT_AUDIENCE` is set). `role` is `member` (reads), `owner` (also writes: top-ups,
-  plan changes) or `super_admin` (every `/v1/admin/...` route, any tenant).
+  (at most `JWT_MAX_LIFETIME_SECONDS`, a day by default, after `iat`), and `aud` / `iss` when
+  `JWT_AUDIENCE` / `JWT_ISSUER` are set (with no `JWT_AUDIENCE`, a token naming an audience is
+  refused). `role` is `member` (reads), `owner` (also writes: top-ups, plan changes) or
+  `super_admin` (every `/v1/admin/...` route, any tenant).
 - **Services: an API key** `wsk_...`, shown once when it is made (`POST /v1/admin/api-keys` or
   `walletsvc keys create`) and stored only as a digest. Scopes: `wallet:read`, `wallet:write`,
   `usage:write` (telephony: authorize calls, post usage), `admin` (platform-wide keys only). A key is
@@ -182,7 +184,15 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
                 url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
             )
             attach_database(app, owned)
-        for warning in key_mode_warnings(settings):
+        authenticator: Authenticator = app.state.authenticator
+        # Which credentials this process accepts, said once (never a secret): with no JWT setting, every
+        # portal call is refused, and that should be read at start, not discovered from 401s.
+        log.log(
+            logging.INFO if authenticator.jwt_algorithm else logging.WARNING,
+            "auth: %s",
+            authenticator.describe(),
+        )
+        for warning in key_mode_warnings(settings) + setting_warnings(settings):
             log.warning("payment configuration: %s", warning)
         housekeeping = asyncio.create_task(
             _housekeeping(app, timedelta(hours=settings.idempotency_retention_hours))

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Seeds: Rs 10 a minute (VoiceAI); $0.10 a connection, $0.05 a minute, $0.02 an SMS, $0.01 an email,
@@ -27,7 +28,10 @@ _DEFAULT_RATES: dict[str, dict[str, str | int]] = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a refused setting may be a secret; a traceback must not print it.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True
+    )
 
     # Empty: start the embedded PostgreSQL (pgserver) in DATA_DIR.
     database_url: SecretStr | None = None
@@ -40,10 +44,18 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # Portal tokens: HS256 with JWT_SECRET, or RS256 with JWT_PUBLIC_KEY (never both), or neither (API keys
+    # only). A weak secret or an unusable key refuses to start: see check_jwt_secret / check_jwt_public_key.
     jwt_secret: SecretStr | None = None
     jwt_public_key: SecretStr | None = None
+    # When set, a token must carry this `aud` (or `iss`); when unset, a token that names an audience is
+    # refused (RFC 7519: a recipient that is not in `aud` must reject the token).
     jwt_audience: str | None = None
-    jwt_leeway_seconds: int = Field(default=30, ge=0)
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # The longest a portal token may live: exp - iat (or exp - now when it has no iat). A leaked token
+    # is good for at most this long.
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
     # How long a verified API key is remembered in a process; a revocation elsewhere takes this long.
     api_key_cache_seconds: float = Field(default=10.0, ge=0)
 
@@ -55,6 +67,42 @@ class Settings(BaseSettings):
     # "https://portal.example,https://admin.example". None by default. `*` is refused: portals send
     # credentials (Authorization), so every allowed origin is named.
     cors_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        problem = check_jwt_secret(value.get_secret_value())
+        if problem is not None:
+            raise PydanticCustomError("weak_jwt_secret", problem)
+        return value
+
+    @field_validator("jwt_public_key")
+    @classmethod
+    def _jwt_public_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if info.data.get("jwt_secret") is not None:
+            raise PydanticCustomError(
+                "two_jwt_modes",
+                "JWT_SECRET is set too: portal tokens are either HS256 (JWT_SECRET) or RS256 "
+                "(JWT_PUBLIC_KEY), so unset one of them",
+            )
+        pem = value.get_secret_value().strip()
+        if "\\n" in pem and "\n" not in pem:  # a PEM squeezed onto one line with literal \n
+            pem = pem.replace("\\n", "\n")
+        problem = check_jwt_public_key(pem)
+        if problem is not None:
+            raise PydanticCustomError("bad_jwt_public_key", problem)
+        return SecretStr(pem)
+
+    @field_validator("jwt_audience", "jwt_issuer")
+    @classmethod
+    def _optional_text(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # `JWT_AUDIENCE=` in .env: not checked
+        return value.strip()
 
     @field_validator("cors_allowed_origins", mode="before")
     @classmethod
@@ -95,6 +143,51 @@ class Settings(BaseSettings):
     default_hold_seconds: int = Field(default=300, ge=1)  # what a call is expected to last, for its hold
     max_call_seconds: int = Field(default=4 * 3600, ge=60)
     charge_batch_size: int = Field(default=200, ge=1, le=1000)  # charges of one wallet written together
+
+
+# HS256 keys: RFC 7518 section 3.2 asks for a key at least as long as the hash output (256 bits).
+MIN_JWT_SECRET_BYTES = 32
+# Text found in example files and tutorials, never in a secret someone generated.
+_PLACEHOLDERS = ("change-me", "changeme", "change_me", "replace-me", "replaceme", "replace_me", "your-secret")
+_MAKE_ONE = "make one with: python3 -c 'import secrets; print(secrets.token_hex(32))'"
+_MIN_RSA_BITS = 2048
+
+
+def check_jwt_secret(secret: str) -> str | None:
+    """Why this HS256 secret must not be used (anyone who guesses it can sign a super_admin token),
+    or None. Never says the secret itself."""
+    size = len(secret.encode())
+    lowered = secret.lower()
+    marker = next((p for p in _PLACEHOLDERS if p in lowered), None)
+    if marker is not None:
+        return f"is a placeholder (it contains {marker!r}), not a secret; {_MAKE_ONE}"
+    if size < MIN_JWT_SECRET_BYTES:
+        return (
+            f"is {size} byte{'s' if size != 1 else ''}; an HS256 secret needs at least "
+            f"{MIN_JWT_SECRET_BYTES} random bytes; {_MAKE_ONE}"
+        )
+    if len(set(secret)) < 8:
+        return f"uses only {len(set(secret))} distinct characters, so it is easy to guess; {_MAKE_ONE}"
+    return None
+
+
+def check_jwt_public_key(pem: str) -> str | None:
+    """Why this RS256 key cannot verify tokens, or None."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError):
+        return (
+            "is not a PEM public key (RS256 verifies tokens with the identity provider's public key: "
+            "-----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----)"
+        )
+    if not isinstance(key, rsa.RSAPublicKey):
+        return "is not an RSA key; RS256 tokens are verified with an RSA public key"
+    if key.key_size < _MIN_RSA_BITS:
+        return f"is a {key.key_size}-bit RSA key; RS256 needs at least {_MIN_RSA_BITS} bits"
+    return None
 
 
 def parse_origins(value: Any) -> list[str]:

@@ -19,15 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from tests.conftest import (
-    JWT_SECRET,
-    TenantFactory,
-    bearer,
-    make_token,
-    member_headers,
-    new_tenant_id,
-    owner_headers,
-)
+from tests.fixtures.auth import bearer, make_token, member_headers, owner_headers
+from tests.fixtures.constants import JWT_SECRET
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database

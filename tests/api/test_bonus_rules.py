@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory, owner_headers
+from tests.fixtures.auth import owner_headers
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
     balance,
@@ -25,6 +25,7 @@ from tests.fixtures.razorpay_flow import (
     transactions,
     verify,
 )
+from tests.fixtures.tenants import TenantFactory
 
 RuleFactory = Callable[..., Awaitable[dict[str, Any]]]
 

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.api.test_errors import assert_problem
-from tests.api.test_usage import create_plan, ledger, ref, subscribe, usage_key, usd, wallet_of
-from tests.conftest import TenantFactory, new_tenant_id
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
+from tests.fixtures.usage import create_plan, ledger, ref, subscribe, usage_key, usd, wallet_of
 from walletsvc.db.engine import Database
 from walletsvc.services.calls import expire_holds
 from walletsvc.services.ledger_verify import verify_ledger

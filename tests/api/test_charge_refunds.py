@@ -9,8 +9,10 @@ from typing import Any
 
 import httpx
 
-from tests.api.test_errors import assert_problem
-from tests.api.test_usage import (
+from tests.fixtures.auth import owner_headers
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.tenants import TenantFactory
+from tests.fixtures.usage import (
     create_plan,
     flagged_tenant_ids,
     ledger,
@@ -21,7 +23,6 @@ from tests.api.test_usage import (
     usd,
     wallet_of,
 )
-from tests.conftest import TenantFactory, owner_headers
 
 
 async def charge_call(

@@ -8,7 +8,7 @@ from collections import Counter
 
 import httpx
 
-from tests.conftest import TenantFactory
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.db.engine import Database
 from walletsvc.services.ledger_verify import verify_ledger
 

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from tests.conftest import TenantFactory, owner_headers
+from tests.fixtures.auth import owner_headers
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.app import create_app
 from walletsvc.config import Settings, parse_origins
 from walletsvc.db.engine import Database

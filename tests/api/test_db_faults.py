@@ -24,9 +24,7 @@ from fastapi import APIRouter
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from tests.api.test_errors import assert_problem
-from tests.api.test_usage import ref, usage_key
-from tests.conftest import TenantFactory, make_token, owner_headers
+from tests.fixtures.auth import make_token, owner_headers
 from tests.fixtures.db_faults import (
     COMMIT_HELD_PREFIX,
     Storm,
@@ -38,6 +36,9 @@ from tests.fixtures.db_faults import (
     wallet_row_locked,
     wallets_table_locked,
 )
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.tenants import TenantFactory
+from tests.fixtures.usage import ref, usage_key
 from walletsvc.api.deps import SessionDep
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.app import create_app

@@ -2,62 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 
-from tests.conftest import TenantFactory, member_headers, new_tenant_id, owner_headers
+from tests.fixtures.auth import member_headers, owner_headers
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.routes import cursor_of, route_table
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 from walletsvc.app import create_app
-
-PROBLEM_FIELDS = ("type", "title", "status", "code", "detail", "request_id")
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is a problem+json of this status and code, with every field the contract names."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].split(";")[0] == "application/problem+json", response.headers
-    body: dict[str, Any] = response.json()
-    missing = [f for f in PROBLEM_FIELDS if f not in body]
-    assert not missing, f"problem lacks {missing}: {body}"
-    assert body["status"] == status
-    assert body["code"] == code, body
-    for text_field in ("type", "title", "detail", "request_id"):
-        assert isinstance(body[text_field], str), body
-        assert body[text_field], body
-    assert response.headers.get("x-request-id") == body["request_id"]
-    return body
-
-
-HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE"}
-
-
-def _walk(routes: Iterable[Any], prefix: str = "") -> Iterator[tuple[str, str]]:
-    for route in routes:
-        if isinstance(route, APIRoute):
-            for method in route.methods & HTTP_METHODS:
-                yield method, prefix + route.path
-        inner = getattr(route, "original_router", None)  # FastAPI >= 0.16x keeps included routers nested
-        if inner is not None:
-            context = getattr(route, "include_context", None)
-            yield from _walk(inner.routes, prefix + (getattr(context, "prefix", "") or ""))
-
-
-def route_table(app: Any) -> set[tuple[str, str]]:
-    """Every (method, path template) the app serves: walked from its routes, and from its OpenAPI paths
-    in case a FastAPI version nests routes in a way the walk does not know."""
-    table = set(_walk(app.routes))
-    for path, operations in app.openapi()["paths"].items():
-        table |= {(method.upper(), path) for method in operations if method.upper() in HTTP_METHODS}
-    return table
-
-
-def cursor_of(raw: str) -> str:
-    """A cursor built by hand, the way the service encodes them (url-safe base64 of `kind:value`)."""
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 async def test_every_kind_of_refusal_is_a_complete_problem(

@@ -13,17 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.api.test_errors import assert_problem
-from tests.api.test_usage import usage_key, wallet_of
-from tests.conftest import (
-    RAZORPAY_WEBHOOK_SECRET,
-    TenantFactory,
-    bearer,
-    make_token,
-    owner_headers,
-)
+from tests.fixtures.auth import bearer, make_token, owner_headers
+from tests.fixtures.constants import RAZORPAY_WEBHOOK_SECRET
+from tests.fixtures.problems import assert_problem
 from tests.fixtures.providers import body_of, razorpay_webhook_signature, rid, stripe_event, stripe_signature
 from tests.fixtures.raw_asgi import raw_request
+from tests.fixtures.tenants import TenantFactory
+from tests.fixtures.usage import usage_key, wallet_of
 from walletsvc.db.engine import Database
 
 JSON = {"content-type": "application/json"}

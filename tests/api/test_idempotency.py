@@ -12,7 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import TenantFactory, bearer, make_token, new_tenant_id, owner_headers
+from tests.fixtures.auth import bearer, make_token, owner_headers
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 from walletsvc.db.engine import Database
 from walletsvc.db.repositories.idempotency import Claim, IdempotencyStore
 from walletsvc.domain import idempotency

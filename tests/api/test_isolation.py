@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.api.test_errors import assert_problem, route_table
-from tests.conftest import TenantFactory, bearer, make_token, member_headers, new_tenant_id, owner_headers
+from tests.fixtures.auth import bearer, make_token, member_headers, owner_headers, sign_claims
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.routes import route_table
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 
 # Routes that do not take a bearer credential at all (DESIGN.md): providers sign webhooks, browsers come
 # back from Stripe, anyone may read plans, ops probe health. Everything else under /v1 must answer 401.
@@ -242,7 +245,9 @@ async def test_missing_credentials_are_unauthorized_on_every_protected_route(
         make_token(role="super_admin", secret="someone-elses-secret-of-forty-characters!!"),
         make_token(role="owner"),  # a tenant role that names no tenant
         make_token(role="root", tenant_id="t-any"),
-        make_token(role="owner", tenant_id=["t-a", "t-b"]),
+        sign_claims(
+            {"sub": "user-1", "role": "owner", "tenant_id": ["t-a", "t-b"], "exp": int(time.time()) + 3600}
+        ),
     ],
     ids=["expired", "forged-owner", "forged-admin", "no-tenant", "unknown-role", "tenant-list"],
 )

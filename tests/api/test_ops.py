@@ -14,7 +14,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import TenantFactory, bearer, make_token, owner_headers
+from tests.fixtures.auth import bearer, make_token, owner_headers
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database

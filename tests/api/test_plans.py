@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory, member_headers, owner_headers
+from tests.fixtures.auth import member_headers, owner_headers
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.config import Settings
 from walletsvc.domain.plans import add_month
 

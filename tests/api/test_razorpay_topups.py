@@ -12,16 +12,8 @@ import pytest
 import respx
 from pydantic import SecretStr
 
-from tests.conftest import (
-    RAZORPAY_KEY_ID,
-    RAZORPAY_KEY_SECRET,
-    STRIPE_API_BASE,
-    TenantFactory,
-    bearer,
-    make_token,
-    member_headers,
-    owner_headers,
-)
+from tests.fixtures.auth import bearer, make_token, member_headers, owner_headers
+from tests.fixtures.constants import RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET, STRIPE_API_BASE
 from tests.fixtures.providers import razorpay_payment_signature, rid, stripe_customer, stripe_session
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
@@ -33,6 +25,7 @@ from tests.fixtures.razorpay_flow import (
     transactions,
     verify,
 )
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 
@@ -63,7 +56,7 @@ async def test_razorpay_tenants_get_the_checkout_modal(
     client: httpx.AsyncClient,
     create_tenant: TenantFactory,
     razorpay: FakeRazorpay,
-    tenant_fields: dict[str, str],
+    tenant_fields: dict[str, Any],
 ) -> None:
     tenant = await create_tenant(**tenant_fields)
     topup = await start_topup(client, tenant["id"], 5000)

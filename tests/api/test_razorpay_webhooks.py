@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
-from tests.conftest import RAZORPAY_WEBHOOK_SECRET, TenantFactory
+from tests.fixtures.constants import RAZORPAY_WEBHOOK_SECRET
 from tests.fixtures.providers import body_of, razorpay_event, razorpay_refund, razorpay_webhook_signature, rid
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
@@ -26,6 +26,7 @@ from tests.fixtures.razorpay_flow import (
     transactions,
     verify,
 )
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.config import Settings
 from walletsvc.db import tables as t
 from walletsvc.db.engine import Database
@@ -413,8 +414,9 @@ async def test_app_without_a_webhook_secret_refuses_every_event(
         response = await deliver(
             unconfigured, payment_event("payment.captured", payment), event_id=event_id, secret=secret
         )
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "INVALID_SIGNATURE"
+    assert response.status_code == 503, response.text  # naming the setting: Razorpay retries
+    assert response.json()["code"] == "PROVIDER_NOT_CONFIGURED"
+    assert response.json()["settings"] == ["RAZORPAY_WEBHOOK_SECRET"]
     assert await stored_events(db, event_id) == []
     assert await balance(client, tenant["id"]) == 0
 

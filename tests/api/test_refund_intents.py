@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import TenantFactory, owner_headers
+from tests.fixtures.auth import owner_headers
 from tests.fixtures.providers import razorpay_refund, rid
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
@@ -24,6 +24,7 @@ from tests.fixtures.razorpay_flow import (
     transactions,
 )
 from tests.fixtures.stripe_fake import fake_stripe
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.db.engine import Database
 from walletsvc.services.ledger_verify import verify_ledger
 

@@ -35,9 +35,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import bearer, make_token, new_tenant_id
+from tests.fixtures.auth import bearer, make_token
 from tests.fixtures.razorpay_flow import FakeRazorpay, paid_topup
 from tests.fixtures.stripe_fake import fake_stripe
+from tests.fixtures.tenants import new_tenant_id
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import TenantFactory, member_headers
+from tests.fixtures.auth import member_headers
+from tests.fixtures.tenants import TenantFactory
 
 
 async def test_new_tenant_wallet_starts_at_zero(

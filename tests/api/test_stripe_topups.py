@@ -13,16 +13,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import (
+from tests.fixtures.auth import member_headers, owner_headers
+from tests.fixtures.constants import (
     PORTAL_CANCEL_URL,
     PORTAL_SUCCESS_URL,
     PUBLIC_BASE_URL,
     STRIPE_PUBLISHABLE_KEY,
     STRIPE_SECRET_KEY,
     STRIPE_WEBHOOK_SECRET,
-    TenantFactory,
-    member_headers,
-    owner_headers,
 )
 from tests.fixtures.stripe_fake import (
     FakeStripe,
@@ -35,6 +33,7 @@ from tests.fixtures.stripe_fake import (
     stripe_error,
     topup_detail,
 )
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database

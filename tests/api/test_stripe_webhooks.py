@@ -15,9 +15,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import STRIPE_WEBHOOK_SECRET, TenantFactory
+from tests.fixtures.constants import STRIPE_WEBHOOK_SECRET
 from tests.fixtures.providers import body_of, rid, stripe_event, stripe_signature
 from tests.fixtures.stripe_fake import FakeStripe, balance_of, fake_stripe, start_topup, topup_detail
+from tests.fixtures.tenants import TenantFactory
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
@@ -172,9 +173,10 @@ async def test_without_a_webhook_secret_every_delivery_is_refused(
         empty_secret = await post_hook(c, payload, {"Stripe-Signature": sign(payload, secret="")})
         unsigned = await post_hook(c, payload, {})
 
-    for response in (signed, empty_secret, unsigned):
-        assert response.status_code == 400, response.text
-        assert response.json()["code"] == "INVALID_SIGNATURE"
+    for response in (signed, empty_secret, unsigned):  # 503 naming the setting: Stripe retries
+        assert response.status_code == 503, response.text
+        assert response.json()["code"] == "PROVIDER_NOT_CONFIGURED"
+        assert response.json()["settings"] == ["STRIPE_WEBHOOK_SECRET"]
     assert await stored_events(db, event["id"]) == []
     assert await balance_of(client, tenant["id"]) == 0
 

@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory, member_headers, owner_headers
+from tests.fixtures.auth import member_headers, owner_headers
+from tests.fixtures.tenants import TenantFactory
 
 Headers = dict[str, str]
 

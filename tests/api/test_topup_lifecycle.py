@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory, member_headers, owner_headers
+from tests.fixtures.auth import member_headers, owner_headers
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
     deliver,
@@ -15,6 +15,7 @@ from tests.fixtures.razorpay_flow import (
     start_topup,
     topup_detail,
 )
+from tests.fixtures.tenants import TenantFactory
 
 pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory, owner_headers
+from tests.fixtures.auth import owner_headers
 from tests.fixtures.providers import rid
 from tests.fixtures.stripe_fake import (
     FakeStripe,
@@ -22,6 +22,7 @@ from tests.fixtures.stripe_fake import (
     send_event,
     start_topup,
 )
+from tests.fixtures.tenants import TenantFactory
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@ from __future__ import annotations
 import httpx
 import respx
 
-from tests.conftest import STRIPE_API_BASE, TenantFactory, owner_headers
+from tests.fixtures.auth import owner_headers
+from tests.fixtures.constants import STRIPE_API_BASE
 from tests.fixtures.providers import (
     body_of,
     rid,
@@ -12,6 +13,7 @@ from tests.fixtures.providers import (
     stripe_session,
     stripe_signature,
 )
+from tests.fixtures.tenants import TenantFactory
 
 
 async def test_stripe_checkout_then_webhook_credits(

@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_errors import assert_problem, cursor_of
-from tests.conftest import TenantFactory, member_headers, new_tenant_id, owner_headers
+from tests.fixtures.auth import member_headers, owner_headers
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.routes import cursor_of
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 from walletsvc.db.engine import Database
 from walletsvc.services.adjustments import adjust_balance
 

@@ -3,125 +3,29 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 
-from tests.api.test_errors import assert_problem
-from tests.conftest import TenantFactory, new_tenant_id, owner_headers
+from tests.fixtures.auth import owner_headers
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
+from tests.fixtures.usage import (
+    create_plan,
+    flagged_tenant_ids,
+    ledger,
+    quota_used,
+    ref,
+    subscribe,
+    usage_key,
+    usd,
+    wallet_of,
+)
 from walletsvc.db.engine import Database
 
 # The default USD rates (settings.default_rates): 5 cents a minute by the minute, a 10 cent connection
 # fee; SMS 2, email 1, fax page 15, file transfer 5.
-
-
-def ref(prefix: str = "ref") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-async def usage_key(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    tenant_id: str | None,
-    scopes: tuple[str, ...] = ("usage:write",),
-) -> dict[str, str]:
-    """An API key as the telephony backend holds it: bound to a tenant, or platform-wide (None)."""
-    body: dict[str, Any] = {"scopes": list(scopes)}
-    if tenant_id is not None:
-        body["tenant_id"] = tenant_id
-    created = await client.post("/v1/admin/api-keys", json=body, headers=admin_headers)
-    assert created.status_code == 201, created.text
-    return {"Authorization": f"Bearer {created.json()['key']}"}
-
-
-async def wallet_of(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], tenant_id: str
-) -> dict[str, Any]:
-    response = await client.get(f"/v1/admin/tenants/{tenant_id}/wallet", headers=admin_headers)
-    assert response.status_code == 200, response.text
-    wallet: dict[str, Any] = response.json()
-    return wallet
-
-
-async def ledger(
-    client: httpx.AsyncClient, tenant_id: str, entry_type: str | None = None
-) -> list[dict[str, Any]]:
-    """The tenant's whole ledger as the tenant sees it, newest first."""
-    params: dict[str, Any] = {"limit": 500}
-    if entry_type is not None:
-        params["type"] = entry_type
-    rows: list[dict[str, Any]] = []
-    while True:
-        response = await client.get("/v1/transactions", params=params, headers=owner_headers(tenant_id))
-        assert response.status_code == 200, response.text
-        page = response.json()
-        rows.extend(page["data"])
-        if not page["next_cursor"]:
-            return rows
-        params["cursor"] = page["next_cursor"]
-
-
-async def create_plan(
-    client: httpx.AsyncClient,
-    admin_headers: dict[str, str],
-    *,
-    currency: str = "USD",
-    included_minutes: int,
-    per_minute_rate: str = "5",
-    connection_fee: str = "10",
-    **fields: Any,
-) -> dict[str, Any]:
-    body = {
-        "name": "Quota plan",
-        "currency": currency,
-        "monthly_price": 0,
-        "included_minutes": included_minutes,
-        "per_minute_rate": per_minute_rate,
-        "billing_increment_seconds": 60,
-        "connection_fee": connection_fee,
-        **fields,
-    }
-    response = await client.post("/v1/admin/plans", json=body, headers=admin_headers)
-    assert response.status_code == 201, response.text
-    plan: dict[str, Any] = response.json()
-    return plan
-
-
-async def subscribe(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], tenant_id: str, plan_id: str
-) -> dict[str, Any]:
-    response = await client.put(
-        f"/v1/admin/tenants/{tenant_id}/subscription", json={"plan_id": plan_id}, headers=admin_headers
-    )
-    assert response.status_code == 200, response.text
-    subscription: dict[str, Any] = response.json()
-    return subscription
-
-
-async def quota_used(client: httpx.AsyncClient, tenant_id: str) -> int:
-    response = await client.get("/v1/subscription", headers=owner_headers(tenant_id))
-    assert response.status_code == 200, response.text
-    used: int = response.json()["quota"]["used_seconds"]
-    return used
-
-
-async def flagged_tenant_ids(client: httpx.AsyncClient, admin_headers: dict[str, str]) -> set[str]:
-    ids: set[str] = set()
-    params: dict[str, Any] = {"flagged": "true", "limit": 500}
-    while True:
-        response = await client.get("/v1/admin/tenants", params=params, headers=admin_headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        ids.update(t["id"] for t in page["data"])
-        if not page["next_cursor"]:
-            return ids
-        params["cursor"] = page["next_cursor"]
-
-
-def usd(amount: int) -> dict[str, Any]:
-    return {"amount": amount, "currency": "USD"}
 
 
 # --- each kind, rated exactly ------------------------------------------------------------------------

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from tests.api.test_usage import ref, usage_key, wallet_of
-from tests.conftest import TenantFactory
+from tests.fixtures.tenants import TenantFactory
+from tests.fixtures.usage import ref, usage_key, wallet_of
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import TenantFactory, owner_headers
+from tests.fixtures.auth import owner_headers
+from tests.fixtures.tenants import TenantFactory
 
 
 async def _usage_key(

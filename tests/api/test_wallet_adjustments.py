@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_errors import assert_problem
-from tests.conftest import TenantFactory, bearer, make_token, member_headers, new_tenant_id, owner_headers
+from tests.fixtures.auth import bearer, make_token, member_headers, owner_headers
+from tests.fixtures.problems import assert_problem
+from tests.fixtures.tenants import TenantFactory, new_tenant_id
 
 WALLET_FIELDS = {
     "tenant_id",

@@ -16,7 +16,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import TenantFactory
 from tests.fixtures.providers import body_of, razorpay_refund, rid, stripe_event, stripe_refund
 from tests.fixtures.razorpay_flow import (
     FakeRazorpay,
@@ -28,6 +27,7 @@ from tests.fixtures.razorpay_flow import (
 )
 from tests.fixtures.razorpay_flow import start_topup as start_razorpay_topup
 from tests.fixtures.stripe_fake import FakeStripe, fake_stripe, send_event, start_topup, topup_detail
+from tests.fixtures.tenants import TenantFactory
 from tests.fixtures.webhook_payloads import count_stored, money_state, post_stripe, stored_event
 from walletsvc.db.engine import Database
 from walletsvc.services.reconcile import reconcile

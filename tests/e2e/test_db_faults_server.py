@@ -22,7 +22,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import JWT_SECRET, bearer, make_token, owner_headers
+from tests.fixtures.auth import bearer, make_token, owner_headers
+from tests.fixtures.constants import JWT_SECRET
 from tests.fixtures.db_faults import (
     Storm,
     asyncpg_dsn,

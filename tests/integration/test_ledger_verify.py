@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.integration.test_wallet_repository import adjustment
+from tests.fixtures.ledger_entries import adjustment
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.tenants import Tenant
 from walletsvc.services.ledger_verify import verify_ledger

@@ -10,29 +10,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.fixtures.ledger_entries import adjustment
 from walletsvc.db.engine import Database
 from walletsvc.db.repositories.idempotency import Claim, IdempotencyStore
 from walletsvc.db.repositories.ledger import LedgerFilter, LedgerRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.errors import AlreadyExists, CurrencyMismatch, InsufficientFunds, NotFound
-from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
-from walletsvc.domain.money import Money
 from walletsvc.domain.tenants import Tenant
-
-
-def adjustment(tenant_id: str, amount: int, currency: str = "INR", **kw: object) -> EntryRequest:
-    return EntryRequest(
-        tenant_id=tenant_id,
-        type=EntryType.ADJUSTMENT,
-        amount=Money(amount, currency),
-        counter_account=CounterAccount.ADJUSTMENTS,
-        reference_type="adjustment",
-        reference_id=f"adj-{amount}",
-        description="integration",
-        actor="user:admin",
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 async def test_new_wallet_is_empty_in_the_tenant_currency(db_session: AsyncSession, tenant: Tenant) -> None:

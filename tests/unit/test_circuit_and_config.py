@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from walletsvc.config import Settings
@@ -59,8 +61,8 @@ def test_a_success_resets_the_count() -> None:
     breaker.before_call()
 
 
-def settings(**kw: object) -> Settings:
-    return Settings(_env_file=None, **kw)  # type: ignore[call-arg]
+def settings(**kw: Any) -> Settings:
+    return Settings(_env_file=None, **kw)
 
 
 def test_no_credentials_means_no_gateway() -> None:

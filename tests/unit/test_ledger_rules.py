@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -13,8 +14,8 @@ def wallet(balance: int, reserved: int = 0, threshold: int = 0) -> Wallet:
     return Wallet("t1", "INR", balance, reserved, threshold, False, datetime.now(UTC))
 
 
-def entry(amount: int, **kw: object) -> EntryRequest:
-    fields: dict[str, object] = {
+def entry(amount: int, **kw: Any) -> EntryRequest:
+    fields: dict[str, Any] = {
         "tenant_id": "t1",
         "type": EntryType.ADJUSTMENT,
         "amount": Money(amount, "INR"),
@@ -25,7 +26,7 @@ def entry(amount: int, **kw: object) -> EntryRequest:
         "actor": "user:admin",
     }
     fields.update(kw)
-    return EntryRequest(**fields)  # type: ignore[arg-type]
+    return EntryRequest(**fields)
 
 
 def test_available_is_balance_minus_reserved() -> None:

@@ -27,7 +27,7 @@ def test_money_refuses_floats_and_bools() -> None:
     with pytest.raises(TypeError):
         Money(10.5, "INR")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        Money(True, "INR")  # type: ignore[arg-type]
+        Money(True, "INR")  # a bool is an int to the type checker, but not an amount
 
 
 def test_arithmetic_within_one_currency() -> None:

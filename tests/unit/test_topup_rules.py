@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -12,8 +13,8 @@ from walletsvc.domain.topups import BonusRule, best_bonus, check_topup_amount, c
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
-def rule(rule_id: str = "r1", **kw: object) -> BonusRule:
-    fields: dict[str, object] = {
+def rule(rule_id: str = "r1", **kw: Any) -> BonusRule:
+    fields: dict[str, Any] = {
         "id": rule_id,
         "currency": "INR",
         "min_amount": 50_000,
@@ -24,7 +25,7 @@ def rule(rule_id: str = "r1", **kw: object) -> BonusRule:
         "active": True,
     }
     fields.update(kw)
-    return BonusRule(**fields)  # type: ignore[arg-type]
+    return BonusRule(**fields)
 
 
 def test_the_minimum_recharge_is_rs_10() -> None:
@@ -96,7 +97,7 @@ def test_the_best_single_rule_wins_and_rules_do_not_stack() -> None:
         {"starts_at": NOW, "ends_at": NOW},
     ],
 )
-def test_nonsense_rules_are_refused(fields: dict[str, object]) -> None:
+def test_nonsense_rules_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(InvalidRequest):
         rule(**fields)
 

@@ -71,6 +71,8 @@ def _extras(exc: e.WalletError) -> dict[str, Any]:
         return {"minimum": {"amount": exc.minimum, "currency": exc.currency}}
     if isinstance(exc, e.AboveMaximum):
         return {"maximum": {"amount": exc.maximum, "currency": exc.currency}}
+    if isinstance(exc, e.ProviderNotConfigured) and exc.settings:
+        return {"settings": list(exc.settings)}
     return {}
 
 

@@ -124,7 +124,12 @@ class InvalidPayment(WalletError):
 
 
 class ProviderNotConfigured(WalletError):
-    """The provider chosen for this payment has no credentials here."""
+    """The provider chosen for this payment has no credentials here (or refused them). `settings` names
+    the environment settings to set or fix, so the 503 says what an operator must do."""
+
+    def __init__(self, detail: str, *, settings: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.settings = settings
 
 
 class ProviderUnavailable(WalletError):

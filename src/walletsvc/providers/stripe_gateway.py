@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,14 @@ from walletsvc.providers.base import (
     str_at,
 )
 from walletsvc.providers.circuit import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+# The Stripe API version of every request (the Stripe-Version header) and of the webhook endpoint: the
+# one the installed SDK's types are written for (stripe._api_version). Pinned here, so that neither an
+# SDK upgrade nor the account's default version changes what Stripe answers without a review; a unit
+# test fails when the installed SDK is made for another one. Bump both together.
+STRIPE_API_VERSION = "2026-10-28.endive"
 
 _REFUND_STATES = {
     "succeeded": RefundState.SUCCEEDED,
@@ -63,6 +72,7 @@ class StripeGateway:
         self.breaker = breaker
         self.client = stripe.StripeClient(
             secret_key,
+            stripe_version=STRIPE_API_VERSION,
             http_client=stripe.HTTPXClient(timeout=timeout),
             base_addresses={"api": api_base.rstrip("/")},
             max_network_retries=max_network_retries,
@@ -77,7 +87,9 @@ class StripeGateway:
             self.breaker.record_failure()
             raise ProviderUnavailable("Stripe could not be reached or is limiting requests") from exc
         except stripe.AuthenticationError as exc:
-            raise ProviderNotConfigured("Stripe refused walletsvc's API key") from exc
+            raise ProviderNotConfigured(
+                "Stripe refused walletsvc's API key (STRIPE_SECRET_KEY)", settings=("STRIPE_SECRET_KEY",)
+            ) from exc
         except stripe.InvalidRequestError as exc:
             self.breaker.record_success()
             if exc.http_status == 404:
@@ -108,6 +120,14 @@ class StripeGateway:
         key = f"walletsvc:topup:{request.topup_id}:checkout"
         currency = request.amount.currency.lower()
         if request.kind is CheckoutKind.CLIENT_SECRET:
+            # Gateways.checkout_gateway refuses this before the top-up is written; this is the backstop,
+            # before Stripe is asked: the portal could not open Elements with the client secret alone.
+            if not self.publishable_key:
+                raise ProviderNotConfigured(
+                    "Stripe client_secret checkouts are not configured here: set STRIPE_PUBLISHABLE_KEY "
+                    "(pk_test_... or pk_live_...)",
+                    settings=("STRIPE_PUBLISHABLE_KEY",),
+                )
             intent_params: dict[str, Any] = {
                 "amount": request.amount.amount,
                 "currency": currency,
@@ -217,6 +237,28 @@ class StripeGateway:
             state=_REFUND_STATES.get(str_at(refund, "status") or "", RefundState.PENDING),
             amount=money_of(refund.get("amount"), refund.get("currency"), positive=True),
         )
+
+
+def warn_if_other_api_version(event_id: str, event_type: str, api_version: object) -> None:
+    """An event rendered for another API version may be shaped differently from what this module
+    reads: it is still handled, and said in the log (its id and version, never the payload), so the
+    webhook endpoint can be re-created with STRIPE_API_VERSION."""
+    if api_version is None or api_version == STRIPE_API_VERSION:
+        return
+    version = str(api_version)[:64]
+    log.warning(
+        "Stripe event %s (%s) is of API version %s, but walletsvc reads %s: create the webhook "
+        "endpoint with that API version",
+        event_id[:255],
+        event_type[:255],
+        version,
+        STRIPE_API_VERSION,
+        extra={
+            "event_id": event_id[:255],
+            "api_version": version,
+            "expected_api_version": STRIPE_API_VERSION,
+        },
+    )
 
 
 def session_status(session: dict[str, Any]) -> PaymentStatus:

@@ -14,7 +14,7 @@ from typing import Any
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
+from walletsvc.config import Settings, check_jwt_secret
 from walletsvc.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.domain.access import ROLE_SCOPES, Principal, Role, Scope, validate_key_scopes
@@ -72,7 +72,33 @@ class Authenticator:
         if settings.jwt_public_key is not None and settings.jwt_public_key.get_secret_value():
             self._jwt_key, self._algorithms = settings.jwt_public_key.get_secret_value(), ["RS256"]
         elif settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
-            self._jwt_key, self._algorithms = settings.jwt_secret.get_secret_value(), ["HS256"]
+            secret = settings.jwt_secret.get_secret_value()
+            # Settings refuses a weak secret; this catches one that bypassed validation (model_copy).
+            problem = check_jwt_secret(secret)
+            if problem is not None:
+                raise ValueError(f"JWT_SECRET {problem}")
+            self._jwt_key, self._algorithms = secret, ["HS256"]
+
+    @property
+    def jwt_algorithm(self) -> str | None:
+        """HS256, RS256, or None when portal tokens are not accepted at all."""
+        return self._algorithms[0] if self._algorithms else None
+
+    def describe(self) -> str:
+        """The auth modes that are on, for the start-up log: never a secret or a key."""
+        s = self.settings
+        if self.jwt_algorithm is None:
+            portal = "none (neither JWT_SECRET nor JWT_PUBLIC_KEY is set: every portal token is refused)"
+        else:
+            source = "JWT_SECRET" if self.jwt_algorithm == "HS256" else "JWT_PUBLIC_KEY"
+            checks = [
+                f"aud must be {s.jwt_audience!r}" if s.jwt_audience else "tokens naming an aud refused",
+                f"iss must be {s.jwt_issuer!r}" if s.jwt_issuer else "iss not checked",
+                f"lifetime at most {s.jwt_max_lifetime_seconds} s",
+                f"leeway {s.jwt_leeway_seconds} s",
+            ]
+            portal = f"{self.jwt_algorithm} JWT ({source}; {', '.join(checks)})"
+        return f"portal tokens: {portal}; API keys (wsk_...): on"
 
     async def authenticate(self, session: AsyncSession, token: str) -> Principal:
         if token.startswith(API_KEY_PREFIX):
@@ -110,23 +136,36 @@ class Authenticator:
     def _jwt(self, token: str) -> Principal:
         if self._jwt_key is None:
             raise Unauthorized("portal tokens are not accepted: neither JWT_SECRET nor JWT_PUBLIC_KEY is set")
+        settings = self.settings
         try:
             # The algorithm list is ours, never the token's: `alg: none` and HS/RS confusion are refused.
+            # With no JWT_AUDIENCE, PyJWT refuses a token that names an audience: it is for someone else.
             claims = jwt.decode(
                 token,
                 self._jwt_key,
                 algorithms=self._algorithms,
-                audience=self.settings.jwt_audience or None,
-                leeway=self.settings.jwt_leeway_seconds,
-                options={
-                    "require": ["exp", "sub", "role"],
-                    "verify_aud": bool(self.settings.jwt_audience),
-                },
+                audience=settings.jwt_audience or None,
+                issuer=settings.jwt_issuer or None,
+                leeway=settings.jwt_leeway_seconds,
+                options={"require": ["exp", "sub", "role"]},
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorized("the token has expired") from exc
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the token has no {exc.claim} claim") from exc
+        except jwt.InvalidAudienceError as exc:
+            if settings.jwt_audience:
+                raise Unauthorized("the token's audience (aud) is not this service") from exc
+            raise Unauthorized(
+                "the token names an audience (aud) and this service expects none (JWT_AUDIENCE is unset)"
+            ) from exc
+        except jwt.InvalidIssuerError as exc:
+            raise Unauthorized("the token's issuer (iss) is not the one this service trusts") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise Unauthorized("the token is not valid yet (iat or nbf is in the future)") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("the token is not valid") from exc
+        self._check_lifetime(claims)
         subject = _text_claim(claims, "sub", _MAX_SUBJECT)
         try:
             role = Role(_text_claim(claims, "role", _MAX_SUBJECT))
@@ -145,6 +184,20 @@ class Authenticator:
             role=role,
         )
 
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """Refuse a token that lives longer than JWT_MAX_LIFETIME_SECONDS: exp - iat, or, with no iat,
+        exp - now (give or take the leeway for the issuer's clock)."""
+        limit = self.settings.jwt_max_lifetime_seconds
+        expires = _numeric_claim(claims, "exp")
+        if claims.get("iat") is not None:
+            lifetime = expires - _numeric_claim(claims, "iat")
+        else:
+            lifetime = expires - time.time() - self.settings.jwt_leeway_seconds
+        if lifetime > limit:
+            raise Unauthorized(
+                f"the token lives longer than {limit} s (JWT_MAX_LIFETIME_SECONDS); ask for one that expires sooner"
+            )
+
     @staticmethod
     async def _api_key(session: AsyncSession, token: str) -> Principal:
         shape = _API_KEY.fullmatch(token)
@@ -157,6 +210,14 @@ class Authenticator:
         if record.revoked_at is not None:
             raise Unauthorized("the API key has been revoked")
         return Principal(kind="api_key", subject=record.id, tenant_id=record.tenant_id, scopes=record.scopes)
+
+
+def _numeric_claim(claims: dict[str, Any], name: str) -> float:
+    """A NumericDate claim (RFC 7519): a JSON number of seconds. PyJWT lets a string of digits through."""
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unauthorized(f"the token's {name} must be a number of seconds since the epoch")
+    return float(value)
 
 
 def _text_claim(claims: dict[str, Any], name: str, max_length: int) -> str:

@@ -84,8 +84,8 @@ async def start_topup(
         tenant_setting=tenant.payments_provider,
         override=provider_override,
     )
-    gateway = gateways.get(route.provider)
     kind = _checkout_kind(route.provider, checkout_kind)
+    gateway = gateways.checkout_gateway(route.provider, kind)  # refuses before anything is written
 
     topups = TopupRepository(session)
     topup_id = intent_id("top", intent.seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, status
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
 from walletsvc.api.intents import IntentDep
@@ -121,7 +121,7 @@ async def list_rules(
 )
 async def patch_rule(
     rule_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_]{1,40}$")],
-    body: BonusRulePatch,
+    body: Annotated[BonusRulePatch, Body(default_factory=BonusRulePatch)],
     session: SessionDep,
     admin: AdminDep,
 ) -> BonusRuleOut:

@@ -6,7 +6,7 @@ import dataclasses
 from decimal import Decimal
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, status
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep, SettingsDep, WalletReaderDep, WalletWriterDep
 from walletsvc.api.routing import TransactionalRoute
@@ -88,7 +88,12 @@ async def list_all_plans(session: SessionDep, admin: AdminDep) -> list[PlanOut]:
     responses=problem_responses(403, 404),
     dependencies=[Idempotent],
 )
-async def patch_plan(plan_id: PlanIdPath, body: PlanPatch, session: SessionDep, admin: AdminDep) -> PlanOut:
+async def patch_plan(
+    plan_id: PlanIdPath,
+    body: Annotated[PlanPatch, Body(default_factory=PlanPatch)],
+    session: SessionDep,
+    admin: AdminDep,
+) -> PlanOut:
     plans = PlanRepository(session)
     plan = await plans.get(plan_id)
     changes = body.model_dump(exclude_unset=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Body, Path, Query, status
 
 from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
 from walletsvc.api.metrics import LEDGER_ENTRIES
@@ -120,7 +120,10 @@ async def create_adjustment(
     dependencies=[Idempotent],
 )
 async def patch_tenant(
-    tenant_id: TenantIdPath, body: TenantPatch, session: SessionDep, admin: AdminDep
+    tenant_id: TenantIdPath,
+    body: Annotated[TenantPatch, Body(default_factory=TenantPatch)],
+    session: SessionDep,
+    admin: AdminDep,
 ) -> TenantOut:
     directory = TenantDirectory(session)
     await directory.get(tenant_id)  # NotFound first

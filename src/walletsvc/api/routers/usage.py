@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.api.deps import (
@@ -61,10 +61,11 @@ WriterDep = Annotated[ChargeWriter, Depends(get_writer)]
 )
 async def authorize_call(
     call_id: Annotated[str, Path(pattern=REFERENCE_PATTERN)],
-    body: AuthorizeIn,
     session: SessionDep,
     settings: SettingsDep,
     caller: UsageWriterDep,
+    # Every field is optional, so no body at all means the same as `{}`.
+    body: Annotated[AuthorizeIn, Body(default_factory=AuthorizeIn)],
 ) -> AuthorizeOut:
     result = await authorize(
         session,

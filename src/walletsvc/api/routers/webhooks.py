@@ -1,5 +1,6 @@
 """Signed webhooks from Stripe and Razorpay. A repeat answers 200 and changes nothing; an unknown event
-type is stored and answered 200; a bad signature changes nothing and answers 400.
+type is stored and answered 200; a bad signature changes nothing and answers 400; with no webhook secret
+set here, every delivery answers 503 PROVIDER_NOT_CONFIGURED naming the setting (the provider retries).
 
 The rule for a signed event that is malformed: when the envelope is unusable (the body is not a JSON
 object, it is nested more than 64 levels deep, or it has no non-empty string `id` and `type` (Stripe)
@@ -25,13 +26,15 @@ from walletsvc.api.schemas.examples import RAZORPAY_EVENT, STRIPE_EVENT, webhook
 from walletsvc.domain.errors import InvalidRequest
 from walletsvc.domain.signatures import verify_razorpay_webhook, verify_stripe_signature
 from walletsvc.domain.tenants import ProviderName
+from walletsvc.providers.stripe_gateway import warn_if_other_api_version
 from walletsvc.services.webhooks import receive_event
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=TransactionalRoute)
 
 _RESPONSES = {
     200: {"description": "Received (new, duplicate or ignored)"},
-    **{k: v for k, v in problem_responses(400).items() if k in (400, 422)},
+    # 503 PROVIDER_NOT_CONFIGURED: no webhook secret is set here (it names the setting).
+    **{k: v for k, v in problem_responses(400, 503).items() if k in (400, 422, 503)},
 }
 
 
@@ -91,11 +94,13 @@ async def stripe_webhook(
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> dict[str, str]:
     body = await request.body()
-    verify_stripe_signature(body, stripe_signature, gateways.stripe_webhook_secrets, now=int(time.time()))
+    secrets = gateways.stripe_webhook_secrets_or_refuse()
+    verify_stripe_signature(body, stripe_signature, secrets, now=int(time.time()))
     event = _json(body)
     event_id, event_type = _name(event.get("id")), _name(event.get("type"))
     if event_id is None or event_type is None:
         raise InvalidRequest("the event has no id or type")
+    warn_if_other_api_version(event_id, event_type, event.get("api_version"))
     outcome = await receive_event(session, ProviderName.STRIPE, event_id, event_type, event)
     return {"received": event_id, "outcome": outcome}
 
@@ -114,7 +119,7 @@ async def razorpay_webhook(
     razorpay_event_id: Annotated[str | None, Header(alias="X-Razorpay-Event-Id")] = None,
 ) -> dict[str, str]:
     body = await request.body()
-    verify_razorpay_webhook(body, razorpay_signature, gateways.razorpay_webhook_secret)
+    verify_razorpay_webhook(body, razorpay_signature, gateways.razorpay_webhook_secret_or_refuse())
     event = _json(body)
     event_type = _name(event.get("event"))
     if event_type is None:
