@@ -20,6 +20,7 @@ from walletsvc.api.middleware import RequestContextMiddleware
 from walletsvc.api.routers import (
     admin_topups,
     api_keys,
+    events,
     ops,
     plans,
     tenants,
@@ -233,6 +234,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         webhooks,
         admin_topups,
         plans,
+        events,
     ):
         app.include_router(module.router)
     install_docs(app)

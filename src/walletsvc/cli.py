@@ -1,4 +1,4 @@
-"""The `walletsvc` command: serve, migrate, keys create, ledger verify, reconcile, openapi, token, wait.
+"""The `walletsvc` command: serve, worker, migrate, keys create, ledger verify, reconcile, openapi, token, wait.
 
 A mistake in the setup or the arguments (a database that does not exist, a port in use, an unknown scope)
 is one `error: ...` line on stderr and exit 2; see cli_errors.py.
@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -229,6 +230,34 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         return asyncio.run(_reconcile(settings, url, older))
 
 
+async def _work(settings: Settings, url: str, concurrency: int) -> int:
+    from walletsvc.worker.app import worker
+
+    async with worker(settings, url, concurrency=concurrency) as w:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # finish the jobs in hand, then stop
+            loop.add_signal_handler(signum, w.pgq.shutdown.set)
+        _say(f"walletsvc worker {__version__}: running jobs and schedules (concurrency {concurrency})")
+        await w.pgq.run(
+            batch_size=max(1, concurrency // 2),
+            max_concurrent_tasks=concurrency,  # pgqueuer: at least twice the batch size
+            heartbeat_timeout=timedelta(seconds=settings.worker_heartbeat_timeout_seconds),
+            dequeue_timeout=timedelta(seconds=5),
+        )
+    _say("walletsvc worker stopped")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level)
+    url, where = _database(settings)
+    _migrate(url)
+    _say(f"walletsvc worker: database {where}, migrations applied")
+    with database_errors(url):
+        return asyncio.run(_work(settings, url, args.concurrency))
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     """A development portal token: HS256, signed with JWT_SECRET, as the platform's issuer would sign it."""
     import jwt
@@ -351,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="settle pending top-ups and refunds with the providers")
     rec.add_argument("--older-than", type=int, default=None, help="seconds (default RECONCILE_AFTER_SECONDS)")
     rec.set_defaults(func=cmd_reconcile)
+
+    work = sub.add_parser("worker", help="run background jobs and schedules (hold expiry, reconcile, events)")
+    work.add_argument(
+        "--concurrency", type=_bounded(2, 256), default=4, help="jobs at once, 2 to 256 (default 4)"
+    )
+    work.set_defaults(func=cmd_worker)
 
     openapi = sub.add_parser("openapi", help="write the OpenAPI document as YAML")
     openapi.add_argument("--output", "-o", default="openapi.yaml", help="a path, or - for stdout")

@@ -133,6 +133,8 @@ class Settings(BaseSettings):
     topup_maximums: dict[str, int] = Field(default_factory=lambda: {"INR": 50_000_000, "USD": 1_000_000})
     # `walletsvc reconcile` asks the provider about top-ups pending longer than this.
     reconcile_after_seconds: int = Field(default=300, ge=0)
+    # `walletsvc worker`: a job whose worker sent no heartbeat for this long (it died) is run again.
+    worker_heartbeat_timeout_seconds: int = Field(default=30, ge=1, le=3600)
 
     # Rates for tenants with no plan, per currency, until an admin sets them (PUT
     # /v1/admin/billing-defaults/{currency}). Decimal strings of minor units: per minute, per call, per unit.

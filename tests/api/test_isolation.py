@@ -76,6 +76,9 @@ ADMIN_REQUESTS: dict[tuple[str, str], Request] = {
     ("GET", "/v1/admin/transactions"): lambda c, h, w: c.get(
         "/v1/admin/transactions", params={"tenant_id": w.b["id"]}, headers=h
     ),
+    ("GET", "/v1/admin/events"): lambda c, h, w: c.get(
+        "/v1/admin/events", params={"tenant_id": w.b["id"]}, headers=h
+    ),
     ("POST", "/v1/admin/api-keys"): lambda c, h, w: c.post(
         "/v1/admin/api-keys", json={"scopes": ["admin"]}, headers=h
     ),

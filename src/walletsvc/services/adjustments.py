@@ -8,9 +8,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest
+from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType, LedgerEntry, Wallet
 from walletsvc.domain.money import Money
 from walletsvc.services.debts import settle_owed
+from walletsvc.services.events import record_event
 
 
 async def adjust_balance(
@@ -41,6 +43,18 @@ async def adjust_balance(
             actor=actor,
             allow_negative=allow_negative,
         )
+    )
+    await record_event(
+        session,
+        EventType.ADJUSTMENT_CREATED,
+        tenant_id,
+        {
+            "adjustment_id": entry.reference_id,
+            "transaction_id": str(entry.id),  # as the API names it
+            "amount": money(amount, wallet.currency),
+            "reason": reason.strip(),
+            "actor": actor,
+        },
     )
     if amount > 0 and await settle_owed(session, tenant_id):
         wallet = await wallets.get(tenant_id)  # the credit paid off usage that was owed

@@ -14,9 +14,11 @@ from walletsvc.db import tables as t
 from walletsvc.db.repositories.plans import SubscriptionRepository
 from walletsvc.db.repositories.usage import UsageCharge, UsageRepository
 from walletsvc.domain.errors import Conflict, InvalidRequest, NotFound
+from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import EntryType
 from walletsvc.domain.money import Money
 from walletsvc.services.debts import settle_owed, usage_row
+from walletsvc.services.events import record_event
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +77,14 @@ async def refund_charge(
             ]
         )
     wallet.owed -= forgiven
-    if wallet.owed == 0:
+    if wallet.owed == 0 and wallet.flagged:
         wallet.flagged = False
+        await record_event(
+            session,
+            EventType.WALLET_UNFLAGGED,
+            tenant_id,
+            {"reason": "owed_forgiven", "charge_id": charge_id, "forgiven": money(forgiven, wallet.currency)},
+        )
     await repo.save_wallet(wallet)
     updated = await repo.update_charge(
         tenant_id,

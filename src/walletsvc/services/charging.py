@@ -35,9 +35,11 @@ from walletsvc.domain.errors import (
     NotFound,
     WalletError,
 )
+from walletsvc.domain.events import EventType, money
 from walletsvc.domain.plans import current_period, settle_charge
 from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
 from walletsvc.request_effects import untracked
+from walletsvc.services.events import record_event_raw
 from walletsvc.services.pricing import configured_rates
 
 log = logging.getLogger(__name__)
@@ -222,6 +224,7 @@ class ChargeWriter:
                 wallet.spent_day, wallet.spent_today = today, 0
 
             planned: list[tuple[UsageRecord, dict[str, Any] | None, WalletError | None]] = []
+            newly_flagged = False
             seen: set[tuple[str, str]] = set()
             for record in records:
                 if record.key in existing or record.key in seen:
@@ -248,6 +251,7 @@ class ChargeWriter:
                 wallet.owed += settlement.owed
                 wallet.spent_today += rating.amount.amount
                 if settlement.owed:
+                    newly_flagged = newly_flagged or not wallet.flagged
                     wallet.flagged = True
                 planned.append(
                     (record, _charge_row(record, rating, settlement.charged, settlement.owed, hold), None)
@@ -271,6 +275,13 @@ class ChargeWriter:
                 quota=(quota_used, quota[1], quota[2]) if quota is not None and quota_changed else None,
                 spent_day=today,
             )
+            if newly_flagged:  # usage the wallet could not pay is owed: said once, in this transaction
+                await record_event_raw(
+                    conn,
+                    EventType.WALLET_FLAGGED,
+                    tenant_id,
+                    {"reason": "usage_owed", "owed": money(wallet.owed, wallet.currency)},
+                )
 
         by_key = {**existing, **new}
         outcomes: list[ChargeOutcome | WalletError] = []

@@ -8,7 +8,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.usage import LockedWallet, UsageRepository
+from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryType
+from walletsvc.services.events import record_event
 
 
 def usage_row(
@@ -68,8 +70,14 @@ async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
         await repo.update_charge(tenant_id, charge.id, charged=charge.charged + pay, owed=charge.owed - pay)
         wallet.owed -= pay
         paid_total += pay
-    if wallet.owed == 0:
+    if wallet.owed == 0 and wallet.flagged:
         wallet.flagged = False
+        await record_event(
+            session,
+            EventType.WALLET_UNFLAGGED,
+            tenant_id,
+            {"reason": "owed_paid", "paid": money(paid_total, wallet.currency)},
+        )
     await repo.append_ledger(rows)
     await repo.save_wallet(wallet)
     return paid_total

@@ -23,10 +23,12 @@ from walletsvc.domain.errors import (
     ProviderNotConfigured,
     ProviderUnavailable,
 )
+from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
 from walletsvc.domain.money import Money
 from walletsvc.domain.topups import Topup, TopupStatus
 from walletsvc.providers.base import RefundResult, RefundState
+from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import IntentBoundary, intent_id
 from walletsvc.services.topups import COUNTER_ACCOUNTS
@@ -288,6 +290,18 @@ async def debit_refund(
         "refunded",
         source=source,
         detail=f"{current.id}: {current.amount.format()}",
+    )
+    await record_event(
+        session,
+        EventType.TOPUP_REFUNDED,
+        topup.tenant_id,
+        {
+            "topup_id": topup.id,
+            "refund_id": current.id,
+            "provider": topup.provider.value,
+            "amount": money(current.amount.amount, current.amount.currency),
+            "reason": current.reason,
+        },
     )
     return await refunds.update(topup.tenant_id, current.id, debited=True, held=0)
 

@@ -22,6 +22,7 @@ from walletsvc.domain.errors import (
     ProviderNotConfigured,
     ProviderUnavailable,
 )
+from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
 from walletsvc.domain.money import Money
 from walletsvc.domain.routing import choose_provider
@@ -38,6 +39,7 @@ from walletsvc.domain.topups import (
 from walletsvc.providers.base import Checkout, CheckoutRequest, PaymentState, PaymentStatus
 from walletsvc.providers.razorpay_gateway import payment_status_of
 from walletsvc.services.debts import settle_owed
+from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import IntentBoundary, intent_id
 
@@ -223,6 +225,17 @@ async def credit_topup(
     )
     detail = f"credited {confirmed.format()}" + (f" and a bonus of {bonus[1].format()}" if bonus else "")
     await topups.add_event(tenant_id, topup_id, "succeeded", source=source, detail=detail)
+    await record_event(
+        session,
+        EventType.TOPUP_SUCCEEDED,
+        tenant_id,
+        {
+            "topup_id": topup_id,
+            "provider": topup.provider.value,
+            "amount": money(confirmed.amount, confirmed.currency),
+            "bonus": money(bonus[1].amount, bonus[1].currency) if bonus else None,
+        },
+    )
     paid = await settle_owed(session, tenant_id)  # usage the wallet could not pay is paid first
     if paid:
         await topups.add_event(
@@ -278,7 +291,19 @@ async def fail_topup(
     await topups.add_event(tenant_id, topup_id, "payment_failed", source=source, detail=reason)
     if topup.status is not TopupStatus.PENDING:
         return topup
-    return await topups.mark(tenant_id, topup_id, TopupStatus.FAILED, reason=reason, payment_id=payment_id)
+    failed = await topups.mark(tenant_id, topup_id, TopupStatus.FAILED, reason=reason, payment_id=payment_id)
+    await record_event(
+        session,
+        EventType.TOPUP_FAILED,
+        tenant_id,
+        {
+            "topup_id": topup_id,
+            "provider": topup.provider.value,
+            "amount": money(topup.amount.amount, topup.amount.currency),
+            "reason": reason,
+        },
+    )
+    return failed
 
 
 async def settle_status(

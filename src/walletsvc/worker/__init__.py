@@ -1,0 +1,1 @@
+"""`walletsvc worker`: the background jobs and schedules, on pgqueuer."""
