@@ -27,7 +27,7 @@ from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
 from walletsvc.domain.money import Money
 from walletsvc.domain.topups import Topup, TopupStatus
-from walletsvc.providers.base import RefundResult, RefundState
+from walletsvc.providers.base import PaymentGateway, RefundResult, RefundState
 from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import IntentBoundary, intent_id
@@ -85,14 +85,7 @@ async def refund_topup(
         return refund  # a resumed request whose refund the provider already settled
     topup = await topups.get(tenant_id, topup_id)
     try:
-        result = await gateway.refund(
-            payment_id=topup.provider_payment_id or "",
-            amount=refund.amount,
-            refund_id=refund.id,
-            topup_id=topup_id,
-            tenant_id=tenant_id,
-            reason=reason,
-        )
+        result = await _send(gateway, topup, refund)
     except ProviderUnavailable as exc:
         await topups.add_event(tenant_id, topup_id, "refund_pending", source="api", detail=exc.detail)
         exc.keep_changes = True  # a retry or `walletsvc reconcile` sends it again with the same key
@@ -174,6 +167,18 @@ async def _record_intent(
     return refund
 
 
+async def _send(gateway: PaymentGateway, topup: Topup, refund: TopupRefund) -> RefundResult:
+    """Ask the provider for the refund under its id, which is its idempotency key: a repeat is a replay."""
+    return await gateway.refund(
+        payment_id=topup.provider_payment_id or "",
+        amount=refund.amount,
+        refund_id=refund.id,
+        topup_id=topup.id,
+        tenant_id=topup.tenant_id,
+        reason=refund.reason,
+    )
+
+
 async def resume_refund(
     session: AsyncSession, gateways: Gateways, refund: TopupRefund, *, source: str
 ) -> TopupRefund:
@@ -184,14 +189,7 @@ async def resume_refund(
     if topup.provider_payment_id is None:
         return refund
     try:
-        result = await gateways.get(topup.provider).refund(
-            payment_id=topup.provider_payment_id,
-            amount=refund.amount,
-            refund_id=refund.id,
-            topup_id=topup.id,
-            tenant_id=topup.tenant_id,
-            reason=refund.reason,
-        )
+        result = await _send(gateways.get(topup.provider), topup, refund)
     except (InvalidPayment, NotFound) as exc:
         locked = await topups.get(refund.tenant_id, refund.topup_id, for_update=True)
         return await _refund_failed(session, locked, refund, source=source, reason=exc.detail)
