@@ -34,7 +34,7 @@ async def test_a_committed_job_runs_once_when_a_worker_starts(
     [job, *_] = await delivery_jobs(db, ids[:1])
     with worker_running(database_url, tmp_path, "worker"):
         done = await wait_delivered(db, ids)
-        schedules = await wait_schedules(db, 3)
+        schedules = await wait_schedules(db, 4)
     assert done == {i: ("no_endpoints", 1) for i in ids}
     assert await delivery_jobs(db, ids) == []  # done jobs leave the queue
     assert await job_log(db, job["id"]) == ["queued", "picked", "successful"]
@@ -43,6 +43,7 @@ async def test_a_committed_job_runs_once_when_a_worker_starts(
         ("expire_holds", "* * * * *"),
         ("purge_idempotency_keys", "17 * * * *"),
         ("reconcile", "*/5 * * * *"),
+        ("close_periods", "* * * * *"),
     }
 
 
@@ -70,7 +71,7 @@ async def _wait_for_lock_wait(conn: asyncpg.Connection, within: float = 60.0) ->
     while time.monotonic() < deadline:
         waiting = await conn.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'walletsvc'"
-            " AND wait_event_type = 'Lock' AND query LIKE '%UPDATE events%'"
+            " AND wait_event_type = 'Lock' AND query LIKE '%FROM events%FOR UPDATE%'"
         )
         if waiting:
             return
@@ -79,7 +80,7 @@ async def _wait_for_lock_wait(conn: asyncpg.Connection, within: float = 60.0) ->
         "SELECT application_name, state, wait_event_type, left(query, 80) AS q FROM pg_stat_activity"
         " WHERE datname = current_database()"
     )
-    raise AssertionError(f"the worker never reached the job's update: {[dict(r) for r in activity]}")
+    raise AssertionError(f"the worker never reached the event's lock: {[dict(r) for r in activity]}")
 
 
 async def test_a_worker_killed_mid_job_has_the_job_run_again_to_one_effect(
@@ -90,7 +91,7 @@ async def test_a_worker_killed_mid_job_has_the_job_run_again_to_one_effect(
     blocker = await asyncpg.connect(_dsn(database_url))
     watcher = await asyncpg.connect(_dsn(database_url))
     try:
-        # Hold the event's row: the job's UPDATE waits on it, so the worker is killed mid-job.
+        # Hold the event's row: the job's dispatch waits for its lock, so the worker is killed mid-job.
         held = blocker.transaction()
         await held.start()
         await blocker.execute("SELECT 1 FROM events WHERE id = $1 FOR UPDATE", event_id)
@@ -110,7 +111,7 @@ async def test_a_worker_killed_mid_job_has_the_job_run_again_to_one_effect(
 
     with worker_running(database_url, tmp_path, "second"):
         done = await wait_delivered(db, [event_id])
-    assert done == {event_id: ("no_endpoints", 1)}  # the killed run's update never committed
+    assert done == {event_id: ("no_endpoints", 1)}  # the killed run's dispatch never committed
     assert await delivery_jobs(db, [event_id]) == []
     # Picked by the killed worker, picked again once its heartbeat went stale, done once.
     assert await job_log(db, job["id"]) == ["queued", "picked", "picked", "successful"]

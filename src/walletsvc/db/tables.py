@@ -330,3 +330,11 @@ charge_refunds = Table(
     _created_at(),
     PrimaryKeyConstraint("tenant_id", "id"),
 )
+
+# --- webhook endpoints and deliveries (migration 0006) ---
+
+# --- billing contacts and e-mails (migration 0007) ---
+
+# --- low-balance alerts (migration 0008) ---
+
+# --- period close (migration 0009) ---

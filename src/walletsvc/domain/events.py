@@ -12,13 +12,22 @@ class EventType(StrEnum):
     ADJUSTMENT_CREATED = "adjustment.created"
     WALLET_FLAGGED = "wallet.flagged"
     WALLET_UNFLAGGED = "wallet.unflagged"
+    CHARGE_INSUFFICIENT_FUNDS = "charge.insufficient_funds"
+    WALLET_LOW_BALANCE = "wallet.low_balance"
+    WALLET_LOW_BALANCE_RESOLVED = "wallet.low_balance_resolved"
+    PERIOD_CLOSED = "period.closed"
+    PLAN_FEE_CHARGED = "plan_fee.charged"
+    PLAN_FEE_OWED = "plan_fee.owed"
+    SUBSCRIPTION_CHANGED = "subscription.changed"
+    WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 
 class Delivery(StrEnum):
-    """Where an event's delivery stands. Webhook endpoints do not exist yet: the delivery job records
-    that there was nobody to deliver to."""
+    """Where an event's dispatch stands: waiting for the worker, fanned out to its webhook deliveries
+    and e-mails (each with its own status), or wanted by nobody."""
 
     PENDING = "pending"
+    DISPATCHED = "dispatched"
     NO_ENDPOINTS = "no_endpoints"
 
 

@@ -1,6 +1,8 @@
-"""The event log: `record_event` in the same transaction as the change, which also queues its delivery.
+"""The event log: `record_event` in the same transaction as the change, which also queues its dispatch.
 
-Delivery to webhook endpoints is not built yet: the `deliver_event` job marks an event `no_endpoints`.
+The `deliver_event` job dispatches an event once: it queues one delivery per webhook endpoint that wants it
+(services/outbound_webhooks.py) and the e-mails it calls for (services/notifications.py), and marks the event
+`dispatched`, or `no_endpoints` when nobody wanted it. Each delivery then runs, and retries, on its own.
 """
 
 from __future__ import annotations
@@ -23,13 +25,22 @@ DELIVER_EVENT = "deliver_event"
 _INSERT = text(
     "INSERT INTO events (id, tenant_id, type, payload) VALUES (:id, :tenant_id, :type, CAST(:payload AS jsonb))"
 )
-# Only a pending event moves, so a job run twice (a retry after a kill, two workers) has one effect.
+# Only a pending event is dispatched, and its row is locked while it is: a job run twice (a retry after a
+# kill, two workers) has one effect.
+_LOCK_PENDING = text(
+    """
+    SELECT seq, id, tenant_id, type, payload, created_at, delivery FROM events
+     WHERE id = :id AND delivery = 'pending'
+       FOR UPDATE
+    """
+)
 _MARK = text(
     """
     UPDATE events SET delivery = :delivery, delivery_runs = delivery_runs + 1, delivered_at = now()
-     WHERE id = :id AND delivery = 'pending'
+     WHERE id = :id
     """
 )
+_ONE = text("SELECT seq, id, tenant_id, type, payload, created_at, delivery FROM events WHERE id = :id")
 
 
 _PAGE = text(
@@ -101,10 +112,25 @@ async def record_event_raw(
     return event_id
 
 
-async def deliver_event(session: AsyncSession, event_id: str) -> bool:
-    """The delivery job's effect, once: there are no webhook endpoints yet. Answers whether it moved."""
-    result = await session.execute(_MARK, {"id": event_id, "delivery": Delivery.NO_ENDPOINTS.value})
-    return bool(getattr(result, "rowcount", 0))
+async def dispatch_event(session: AsyncSession, event_id: str) -> int | None:
+    """The `deliver_event` job's effect, once: queue the event's deliveries and e-mails. Answers how many
+    were queued, or None when the event was dispatched before."""
+    # Imported here: both import Event from this module.
+    from walletsvc.services import notifications, outbound_webhooks
+
+    row = (await session.execute(_LOCK_PENDING, {"id": event_id})).first()
+    if row is None:
+        return None
+    event = Event(*row)
+    queued = await outbound_webhooks.fan_out(session, event) + await notifications.fan_out(session, event)
+    delivery = Delivery.DISPATCHED if queued else Delivery.NO_ENDPOINTS
+    await session.execute(_MARK, {"id": event_id, "delivery": delivery.value})
+    return queued
+
+
+async def get_event(session: AsyncSession, event_id: str) -> Event | None:
+    row = (await session.execute(_ONE, {"id": event_id})).first()
+    return Event(*row) if row is not None else None
 
 
 async def list_events(

@@ -25,6 +25,7 @@ SCHEDULES = {
     "expire_holds": "* * * * *",
     "purge_idempotency_keys": "17 * * * *",
     "reconcile": "*/5 * * * *",
+    "close_periods": "* * * * *",
 }
 
 
@@ -63,6 +64,10 @@ def build(settings: Settings, db: Database, gateways: Gateways, pool: asyncpg.Po
     @pgq.schedule("reconcile", SCHEDULES["reconcile"])
     async def reconcile(_schedule: Schedule) -> None:
         await jobs.reconcile_pending(db, gateways, settings)
+
+    @pgq.schedule("close_periods", SCHEDULES["close_periods"])
+    async def close_periods(_schedule: Schedule) -> None:
+        await jobs.close_periods(db)
 
     return pgq
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.idempotency import IdempotencyStore
-from walletsvc.services import calls, events
+from walletsvc.services import calls, events, periods
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.reconcile import reconcile
 
@@ -27,8 +27,13 @@ def job_payload(raw: bytes | None) -> dict[str, object]:
 async def deliver_event(db: Database, raw: bytes | None) -> None:
     event_id = str(job_payload(raw)["event_id"])
     async with unit_of_work(db) as session:
-        moved = await events.deliver_event(session, event_id)
-    log.info("event delivery: no webhook endpoints yet", extra={"event_id": event_id, "moved": moved})
+        queued = await events.dispatch_event(session, event_id)
+    log.info("event dispatched", extra={"event_id": event_id, "queued": queued})
+
+
+async def close_periods(db: Database) -> None:
+    closed = await periods.close_due_periods(db)
+    log.info("periods closed", extra={"closed": closed})
 
 
 async def expire_holds(db: Database) -> None:
