@@ -34,7 +34,6 @@ from walletsvc.config import Settings, get_settings
 from walletsvc.db.engine import Database, resolve_database_url
 from walletsvc.db.repositories.idempotency import IdempotencyStore
 from walletsvc.services.auth import Authenticator
-from walletsvc.services.calls import expire_holds
 from walletsvc.services.charging import ChargeWriter
 from walletsvc.services.gateways import build_gateways, key_mode_warnings, setting_warnings
 
@@ -147,21 +146,6 @@ A single-page portal on another origin may call the API when that origin is list
 """
 
 
-async def _housekeeping(app: FastAPI, retention: timedelta) -> None:
-    """Release expired call holds every half minute and forget old idempotency keys every ten. Every
-    process may run it: both are idempotent statements under row locks."""
-    ticks = 0
-    while True:
-        try:
-            await expire_holds(app.state.db)
-            if ticks % 20 == 0:
-                await app.state.idempotency.purge_older_than(retention)
-        except Exception:  # housekeeping must never take the API down; the next round catches up
-            log.warning("housekeeping failed", exc_info=True)
-        ticks += 1
-        await asyncio.sleep(30)
-
-
 def attach_database(app: FastAPI, db: Database) -> None:
     settings: Settings = app.state.settings
     app.state.db = db
@@ -195,13 +179,9 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         )
         for warning in key_mode_warnings(settings) + setting_warnings(settings):
             log.warning("payment configuration: %s", warning)
-        housekeeping = asyncio.create_task(
-            _housekeeping(app, timedelta(hours=settings.idempotency_retention_hours))
-        )
         try:
             yield
         finally:
-            housekeeping.cancel()
             await app.state.gateways.aclose()
             if owned is not None:
                 await owned.dispose()

@@ -37,7 +37,15 @@ from walletsvc.db.migrate import upgrade_to_head
 from walletsvc.domain.access import Role, Scope
 from walletsvc.domain.errors import DatabaseUnavailable, WalletError
 from walletsvc.logs import configure_logging
-from walletsvc.serving import announce_when_ready, answers, bind_port, local_base_url, run_uvicorn
+from walletsvc.serving import (
+    WorkerChild,
+    announce_when_ready,
+    answers,
+    bind_port,
+    local_base_url,
+    parent_gone,
+    run_uvicorn,
+)
 
 
 def _say(*lines: str) -> None:
@@ -82,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # A SIGTERM, while migrating or after uvicorn's graceful shutdown (it re-raises the signal), exits
     # through atexit: pgserver's hook there is what stops the embedded PostgreSQL.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    worker: WorkerChild | None = None
     try:
         url, where = _database(settings)
         _migrate(url)
@@ -90,6 +99,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         get_settings.cache_clear()
         base = local_base_url(host, sock.getsockname()[1])
         _say(f"walletsvc {__version__}: database {where}, migrations applied; starting on {base}")
+        if args.with_worker:
+            worker = WorkerChild(concurrency=args.worker_concurrency)
+            worker.start()
         announce_when_ready(
             base,
             lambda: [
@@ -101,6 +113,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return run_uvicorn(sock, workers=args.workers)
     finally:
+        if worker is not None:
+            worker.stop()  # before this process's exit stops the embedded PostgreSQL the worker uses
         sock.close()
 
 
@@ -237,6 +251,10 @@ async def _work(settings: Settings, url: str, concurrency: int) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):  # finish the jobs in hand, then stop
             loop.add_signal_handler(signum, w.pgq.shutdown.set)
+        orphaned = parent_gone()
+        watch = None
+        if orphaned is not None:  # started by `serve --with-worker`: stop with it, even after its SIGKILL
+            watch = asyncio.create_task(_stop_when(orphaned, w.pgq.shutdown))
         _say(f"walletsvc worker {__version__}: running jobs and schedules (concurrency {concurrency})")
         await w.pgq.run(
             batch_size=max(1, concurrency // 2),
@@ -244,8 +262,17 @@ async def _work(settings: Settings, url: str, concurrency: int) -> int:
             heartbeat_timeout=timedelta(seconds=settings.worker_heartbeat_timeout_seconds),
             dequeue_timeout=timedelta(seconds=5),
         )
+        if watch is not None:
+            watch.cancel()
     _say("walletsvc worker stopped")
     return 0
+
+
+async def _stop_when(gone: Callable[[], bool], shutdown: asyncio.Event) -> None:
+    # A parent's exit raises no event in this process: its pid is polled.
+    while not gone():  # noqa: ASYNC110
+        await asyncio.sleep(1)
+    shutdown.set()
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -362,7 +389,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="migrate, then serve the API")
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=_bounded(0, 65535), default=None, help="0: any free port")
-    serve.add_argument("--workers", type=_bounded(1, 256), default=1)
+    serve.add_argument("--workers", type=_bounded(1, 256), default=1, help="API processes (default 1)")
+    serve.add_argument(
+        "--with-worker",
+        action="store_true",
+        help="also run `walletsvc worker` as a child process (one command for the whole service)",
+    )
+    serve.add_argument(
+        "--worker-concurrency", type=_bounded(2, 256), default=4, help="with --with-worker (default 4)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="apply the database migrations").set_defaults(func=cmd_migrate)

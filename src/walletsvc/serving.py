@@ -1,5 +1,5 @@
-"""`walletsvc serve` underneath: take the port before anything else, run uvicorn on that socket, and say
-where the service is once it answers.
+"""`walletsvc serve` underneath: take the port before anything else, run uvicorn on that socket, say
+where the service is once it answers, and (with --with-worker) run `walletsvc worker` beside it.
 
 The port is bound first so that a clash is one line at once, not a banner, migrations and then uvicorn's
 bind error. The banner waits for the service's own answer, so every URL in it works when it is printed,
@@ -13,6 +13,7 @@ import inspect
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -141,3 +142,73 @@ def run_uvicorn(sock: socket.socket, *, workers: int) -> int:
         return 0
     server.run(sockets=[sock])
     return 0 if server.started else 3
+
+
+class WorkerChild:
+    """`walletsvc worker` as a child of `walletsvc serve --with-worker`: one command runs the whole service
+    on one machine (the README's run command). Production runs the worker as its own process instead.
+
+    The child gets the resolved DATABASE_URL (the embedded server's, which this process owns and stops
+    last) and stops when this process is gone, even after a SIGKILL of it. A child that dies is started
+    again after RESTART_DELAY, so a crash does not silently leave the service without its worker.
+    """
+
+    RESTART_DELAY = 5.0
+    STOP_TIMEOUT = 30.0
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._process = self._spawn()
+        self._watcher = threading.Thread(target=self._watch, name="walletsvc-worker-watch", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, _PARENT_PID: str(os.getpid())}
+        command = [sys.executable, "-m", "walletsvc.cli", "worker", "--concurrency", str(self.concurrency)]
+        return subprocess.Popen(command, env=env)  # noqa: S603 - our own CLI, with fixed arguments
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            process = self._process
+            if process is None or process.poll() is None:
+                self._stopping.wait(1.0)
+                continue
+            print(
+                f"walletsvc: the worker exited with {process.returncode}; starting it again in "
+                f"{self.RESTART_DELAY:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            if self._stopping.wait(self.RESTART_DELAY):
+                return
+            self._process = self._spawn()
+
+    def stop(self) -> None:
+        """SIGTERM (the worker finishes the jobs in hand), then SIGKILL after STOP_TIMEOUT."""
+        self._stopping.set()
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=self.STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+_PARENT_PID = "WALLETSVC_PARENT_PID"
+
+
+def parent_gone() -> Callable[[], bool] | None:
+    """For a worker started by `serve --with-worker`: a check that its parent is gone (None otherwise)."""
+    parent = os.environ.get(_PARENT_PID)
+    if not parent:
+        return None
+    expected = int(parent)
+    return lambda: os.getppid() != expected

@@ -59,6 +59,11 @@ async def create_api_key(
     return NewApiKey(record=record, key=f"{API_KEY_PREFIX}{key_id}_{secret}")
 
 
+async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKeyRecord:
+    """Revoke a key (again: no change). Callers also `Authenticator.forget` it in their process."""
+    return await ApiKeyRepository(session).revoke(key_id)
+
+
 class Authenticator:
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings

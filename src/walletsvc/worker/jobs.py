@@ -9,8 +9,7 @@ from datetime import timedelta
 
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
-from walletsvc.db.repositories.idempotency import IdempotencyStore
-from walletsvc.services import calls, events, periods
+from walletsvc.services import calls, events, periods, retention
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.reconcile import reconcile
 
@@ -41,8 +40,7 @@ async def expire_holds(db: Database) -> None:
 
 
 async def purge_idempotency_keys(db: Database, settings: Settings) -> None:
-    store = IdempotencyStore(db.engine, lock_timeout=timedelta(seconds=settings.idempotency_lock_seconds))
-    purged = await store.purge_older_than(timedelta(hours=settings.idempotency_retention_hours))
+    purged = await retention.purge_idempotency_keys(db, settings)
     log.info("idempotency keys purged", extra={"purged": purged})
 
 

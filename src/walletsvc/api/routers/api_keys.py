@@ -12,7 +12,7 @@ from walletsvc.api.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOu
 from walletsvc.api.schemas.common import problem_responses
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
 from walletsvc.db.repositories.api_keys import ApiKeyRepository
-from walletsvc.services.auth import create_api_key
+from walletsvc.services.auth import create_api_key, revoke_api_key
 
 router = APIRouter(prefix="/v1/admin/api-keys", tags=["admin: api keys"], route_class=TransactionalRoute)
 
@@ -64,6 +64,6 @@ async def revoke_key(
     session: SessionDep,
     admin: AdminDep,
 ) -> ApiKeyOut:
-    revoked = ApiKeyOut.of(await ApiKeyRepository(session).revoke(key_id))
+    revoked = ApiKeyOut.of(await revoke_api_key(session, key_id))
     request.app.state.authenticator.forget(key_id)
     return revoked

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 from typing import Annotated
 
@@ -22,10 +21,11 @@ from walletsvc.api.schemas.charging import (
 )
 from walletsvc.api.schemas.common import MoneyOut, problem_responses
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
-from walletsvc.db.repositories.plans import BillingDefaultsRepository, PlanRepository
+from walletsvc.db.repositories.plans import PlanRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.domain.money import check_currency
-from walletsvc.domain.rating import Rates, UsageKind
+from walletsvc.domain.rating import UsageKind
+from walletsvc.services.plan_catalog import PlanChanges, add_plan, change_plan, set_billing_defaults
 from walletsvc.services.plans import new_plan, subscribe
 from walletsvc.services.pricing import default_pricing, pricing_for
 
@@ -68,7 +68,7 @@ async def create_plan(body: PlanCreate, session: SessionDep, admin: AdminDep) ->
         features=tuple(body.features),
         active=body.active,
     )
-    return PlanOut.of(await PlanRepository(session).add(plan))
+    return PlanOut.of(await add_plan(session, plan))
 
 
 @router.get(
@@ -94,44 +94,39 @@ async def patch_plan(
     session: SessionDep,
     admin: AdminDep,
 ) -> PlanOut:
-    plans = PlanRepository(session)
-    plan = await plans.get(plan_id)
     changes = body.model_dump(exclude_unset=True)
-    rate_changes: dict[str, object] = {}
-    for field in ("billing_increment_seconds", "minimum_billable_seconds"):
-        if changes.get(field) is not None:
-            rate_changes[field] = changes[field]
-    for field in ("per_minute_rate", "connection_fee"):
-        if changes.get(field) is not None:
-            rate_changes[field] = Decimal(changes[field])
-    prices = dict(plan.rates.unit_prices)
-    for kind, field in (
-        (UsageKind.SMS, "sms_price"),
-        (UsageKind.EMAIL, "email_price"),
-        (UsageKind.FAX, "fax_page_price"),
-        (UsageKind.FILE_TRANSFER, "file_transfer_price"),
-    ):
-        if changes.get(field) is not None:
-            prices[kind] = Decimal(changes[field])
-    rates = Rates(**{**_rates_fields(plan.rates), **rate_changes, "unit_prices": prices})  # type: ignore[arg-type]
-    updated = dataclasses.replace(
-        plan,
-        name=changes.get("name") or plan.name,
-        monthly_price=plan.monthly_price
-        if changes.get("monthly_price") is None
-        else changes["monthly_price"],
-        included_minutes=plan.included_minutes
-        if changes.get("included_minutes") is None
-        else changes["included_minutes"],
-        features=plan.features if changes.get("features") is None else tuple(changes["features"]),
-        active=plan.active if changes.get("active") is None else changes["active"],
-        rates=rates,
+    unit_prices = {
+        kind: Decimal(changes[name])
+        for kind, name in (
+            (UsageKind.SMS, "sms_price"),
+            (UsageKind.EMAIL, "email_price"),
+            (UsageKind.FAX, "fax_page_price"),
+            (UsageKind.FILE_TRANSFER, "file_transfer_price"),
+        )
+        if changes.get(name) is not None
+    }
+    features = changes.get("features")
+    plan = await change_plan(
+        session,
+        plan_id,
+        PlanChanges(
+            name=changes.get("name"),
+            monthly_price=changes.get("monthly_price"),
+            included_minutes=changes.get("included_minutes"),
+            features=tuple(features) if features is not None else None,
+            active=changes.get("active"),
+            per_minute_rate=_decimal(changes.get("per_minute_rate")),
+            connection_fee=_decimal(changes.get("connection_fee")),
+            billing_increment_seconds=changes.get("billing_increment_seconds"),
+            minimum_billable_seconds=changes.get("minimum_billable_seconds"),
+            unit_prices=unit_prices,
+        ),
     )
-    return PlanOut.of(await plans.replace(updated))
+    return PlanOut.of(plan)
 
 
-def _rates_fields(rates: Rates) -> dict[str, object]:
-    return {f.name: getattr(rates, f.name) for f in dataclasses.fields(rates)}
+def _decimal(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
 
 
 async def _subscription_out(session: SessionDep, settings: SettingsDep, tenant_id: str) -> SubscriptionOut:
@@ -211,9 +206,7 @@ async def put_billing_defaults(
     currency: CurrencyPath, body: BillingDefaultsIn, session: SessionDep, admin: AdminDep
 ) -> BillingDefaultsOut:
     rates = body.to_rates(check_currency(currency))
-    await BillingDefaultsRepository(session).put(
-        rates, minimum_balance=body.minimum_balance, updated_by=admin.actor
-    )
+    await set_billing_defaults(session, rates, minimum_balance=body.minimum_balance, updated_by=admin.actor)
     return BillingDefaultsOut(
         rates=RatesOut.of(rates), minimum_balance=MoneyOut.of(body.minimum_balance, currency)
     )

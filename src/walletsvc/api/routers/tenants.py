@@ -20,12 +20,10 @@ from walletsvc.api.schemas.wallets import (
     TransactionOut,
     WalletOut,
 )
-from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.wallets import WalletRepository
-from walletsvc.domain.errors import InvalidRequest
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.services.adjustments import adjust_balance
-from walletsvc.services.tenants import TenantDirectory, open_tenant
+from walletsvc.services.tenants import KEEP, TenantDirectory, change_tenant, open_tenant
 
 router = APIRouter(prefix="/v1/admin/tenants", tags=["admin: tenants"], route_class=TransactionalRoute)
 
@@ -125,14 +123,13 @@ async def patch_tenant(
     session: SessionDep,
     admin: AdminDep,
 ) -> TenantOut:
-    directory = TenantDirectory(session)
-    await directory.get(tenant_id)  # NotFound first
     changes = body.model_dump(exclude_unset=True)
-    if "payments_provider" in changes:
-        provider = changes.pop("payments_provider")
-        await TenantRepository(session).set_provider(tenant_id, ProviderName(provider) if provider else None)
-    if changes.get("low_balance_threshold", 0) is None:
-        raise InvalidRequest("low_balance_threshold is a number of minor units (0 for none)")
-    await WalletRepository(session).set_limits(tenant_id, **changes)
-    tenant, wallet = await directory.get(tenant_id)
+    provider = changes.pop("payments_provider", KEEP)
+    await change_tenant(
+        session,
+        tenant_id,
+        limits=changes,
+        payments_provider=ProviderName(provider) if isinstance(provider, str) else provider,
+    )
+    tenant, wallet = await TenantDirectory(session).get(tenant_id)
     return TenantOut.of(tenant, wallet)
