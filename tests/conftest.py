@@ -38,6 +38,7 @@ from tests.fixtures.constants import (
     STRIPE_WEBHOOK_SECRET,
 )
 from tests.fixtures.tenants import TenantFactory, new_tenant_id
+from tests.fixtures.webhook_receiver import WEBHOOK_SECRETS_KEY
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.embedded import start_embedded
@@ -98,6 +99,7 @@ def settings(database_url: str) -> Settings:
         razorpay_api_base=RAZORPAY_API_BASE,
         provider_max_retries=1,
         provider_timeout_seconds=2,
+        webhook_secrets_key=WEBHOOK_SECRETS_KEY,  # webhook endpoints' secrets, encrypted at rest
     )
 
 

@@ -20,21 +20,29 @@ from walletsvc.api.middleware import RequestContextMiddleware
 from walletsvc.api.routers import (
     admin_topups,
     api_keys,
+    auto_topup,
+    billing_contacts,
+    billing_details,
     events,
+    invoices,
     ops,
+    payment_methods,
     plans,
     tenants,
     topups,
     transactions,
     usage,
     wallet,
+    webhook_endpoints,
     webhooks,
 )
 from walletsvc.config import Settings, get_settings
 from walletsvc.db.engine import Database, resolve_database_url
 from walletsvc.db.repositories.idempotency import IdempotencyStore
 from walletsvc.services.auth import Authenticator
+from walletsvc.services.auto_topup_outcomes import configure as configure_auto_topup
 from walletsvc.services.charging import ChargeWriter
+from walletsvc.services.documents import configure_documents
 from walletsvc.services.gateways import build_gateways, key_mode_warnings, setting_warnings
 
 log = logging.getLogger(__name__)
@@ -110,16 +118,21 @@ top-up limits, `errors` on `VALIDATION_FAILED`.
 | 409 | `ALREADY_EXISTS` | the id is taken |
 | 409 | `IDEMPOTENCY_IN_PROGRESS` | the first request with this key is still running |
 | 409 | `CONFLICT` | the resource's state does not allow this (refunding an unpaid top-up) |
+| 409 | `AUTO_TOPUP_LOCKED` | an admin has locked auto top-up off for this tenant |
+| 409 | `PERIOD_NOT_ENDED` | a statement for a month that has not ended yet |
 | 413 | `PAYLOAD_TOO_LARGE` | the body is larger than `MAX_BODY_BYTES` |
 | 415 | `UNSUPPORTED_MEDIA_TYPE` | the body is not sent as `application/json` |
 | 422 | `VALIDATION_FAILED` | the input is malformed (see `errors`) |
 | 422 | `CURRENCY_MISMATCH` | money in another currency than the wallet's |
 | 422 | `IDEMPOTENCY_KEY_REUSED` | the key was used for another request |
 | 422 | `BELOW_MINIMUM`, `ABOVE_MAXIMUM` | a top-up outside the currency's limits |
+| 422 | `NO_PAYMENT_METHOD` | auto top-up needs a saved card (or the one named is not saved) |
+| 422 | `WEBHOOK_URL_NOT_ALLOWED` | a webhook endpoint URL that is not https to a public address |
 | 500 | `INTERNAL_ERROR` | a fault on our side; quote the `request_id` |
 | 503 | `PROVIDER_NOT_CONFIGURED` | that payment provider has no credentials here |
 | 503 | `PROVIDER_UNAVAILABLE` | the provider timed out or failed; retry after `Retry-After` |
 | 503 | `DATABASE_UNAVAILABLE` | the database was lost for a moment; retry after `Retry-After` |
+| 503 | `WEBHOOK_SECRETS_NOT_CONFIGURED` | `WEBHOOK_SECRETS_KEY` is not set, so endpoint secrets cannot be kept |
 
 Other HTTP errors answer `HTTP_ERROR` with their status.
 
@@ -137,6 +150,16 @@ both under the **webhooks** tag below. Point the providers' dashboards at them; 
 answers 200 `duplicate` and changes nothing. They are for the providers only: they never answer a
 browser's CORS request.
 
+## Events and callbacks to the platform
+
+Every change to a tenant's money is an event (`GET /v1/events`, `GET /v1/admin/events`). Admins register
+webhook endpoints (`POST /v1/admin/webhook-endpoints`): each event an endpoint wants is POSTed to it as
+JSON signed the Standard Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`), so any
+Standard Webhooks library verifies it with the endpoint's `whsec_...` secret (shown once). A delivery
+that gets no 2xx within 10 s is retried with exponential backoff and jitter for about three days; each
+event arrives at least once, in no promised order: dedupe on `webhook-id`. Every attempt is shown by
+`GET /v1/admin/events/{event_id}`; `POST /v1/admin/events/{event_id}/redeliver` sends one again.
+
 ## Browser portals (CORS)
 
 A single-page portal on another origin may call the API when that origin is listed in
@@ -150,6 +173,7 @@ def attach_database(app: FastAPI, db: Database) -> None:
     settings: Settings = app.state.settings
     app.state.db = db
     app.state.charge_writer = ChargeWriter(db, settings)
+    configure_documents(db.sessionmaker, settings)  # the seller and tax rule documents are issued under
     app.state.idempotency = IdempotencyStore(
         db.engine, lock_timeout=timedelta(seconds=settings.idempotency_lock_seconds)
     )
@@ -198,6 +222,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.db = None
     app.state.authenticator = Authenticator(settings)
     app.state.gateways = build_gateways(settings)
+    configure_auto_topup(
+        max_consecutive_failures=settings.auto_topup_max_consecutive_failures,
+        retry_backoff_seconds=settings.auto_topup_retry_backoff_seconds,
+    )
     if database is not None:
         attach_database(app, database)
 
@@ -215,6 +243,12 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         admin_topups,
         plans,
         events,
+        webhook_endpoints,
+        billing_contacts,
+        billing_details,
+        invoices,
+        auto_topup,
+        payment_methods,
     ):
         app.include_router(module.router)
     install_docs(app)

@@ -1,4 +1,5 @@
-"""The `walletsvc` command: serve, worker, migrate, keys create, ledger verify, reconcile, openapi, token, wait.
+"""The `walletsvc` command: serve, worker, migrate, keys create, ledger verify, reconcile, periods close,
+openapi, token, wait.
 
 A mistake in the setup or the arguments (a database that does not exist, a port in use, an unknown scope)
 is one `error: ...` line on stderr and exit 2; see cli_errors.py.
@@ -222,7 +223,7 @@ async def _reconcile(settings: Settings, url: str, older_than: int) -> int:
     db = Database.connect(url, pool_size=2, max_overflow=0)
     gateways = build_gateways(settings)
     try:
-        report = await reconcile(db, gateways, older_than=timedelta(seconds=older_than))
+        report = await reconcile(db, gateways, older_than=timedelta(seconds=older_than), settings=settings)
     finally:
         await gateways.aclose()
         await db.dispose()
@@ -242,6 +243,35 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     url, _ = _database(settings)
     with database_errors(url):
         return asyncio.run(_reconcile(settings, url, older))
+
+
+async def _close_periods(url: str, enqueue: bool) -> int:
+    from walletsvc.services.periods import close_due_periods_report, request_close
+
+    db = Database.connect(url, pool_size=2, max_overflow=0)
+    try:
+        if enqueue:
+            async with unit_of_work(db) as session:
+                job_id = await request_close(session)
+            print(f"periods close: job {job_id} queued; a worker runs it")
+            return 0
+        report = await close_due_periods_report(db)
+    finally:
+        await db.dispose()
+    print(
+        f"periods close: {report.closed} periods closed; {report.busy} tenants busy and "
+        f"{report.failed} failed (see the log), left for the next run"
+    )
+    return 1 if report.failed else 0
+
+
+def cmd_periods_close(args: argparse.Namespace) -> int:
+    settings = _settings()
+    configure_logging(settings.log_level)
+    url, _ = _database(settings)
+    _migrate(url)
+    with database_errors(url):
+        return asyncio.run(_close_periods(url, args.enqueue))
 
 
 async def _work(settings: Settings, url: str, concurrency: int) -> int:
@@ -415,6 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("reconcile", help="settle pending top-ups and refunds with the providers")
     rec.add_argument("--older-than", type=int, default=None, help="seconds (default RECONCILE_AFTER_SECONDS)")
     rec.set_defaults(func=cmd_reconcile)
+
+    periods = sub.add_parser("periods", help="subscription periods").add_subparsers(
+        dest="periods_command", required=True
+    )
+    close = periods.add_parser(
+        "close", help="close every ended subscription period now (the worker does it every minute)"
+    )
+    close.add_argument("--enqueue", action="store_true", help="queue it for the workers instead of here")
+    close.set_defaults(func=cmd_periods_close)
 
     work = sub.add_parser("worker", help="run background jobs and schedules (hold expiry, reconcile, events)")
     work.add_argument(

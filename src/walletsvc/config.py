@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -135,6 +137,19 @@ class Settings(BaseSettings):
     reconcile_after_seconds: int = Field(default=300, ge=0)
     # `walletsvc worker`: a job whose worker sent no heartbeat for this long (it died) is run again.
     worker_heartbeat_timeout_seconds: int = Field(default=30, ge=1, le=3600)
+    # When the worker closes ended subscription periods (docs/periods.md): a cron expression in UTC;
+    # empty: not scheduled (run `walletsvc periods close` some other way).
+    period_close_schedule: str = "* * * * *"
+
+    @field_validator("period_close_schedule")
+    @classmethod
+    def _period_close_schedule(cls, value: str) -> str:
+        from croniter import croniter  # type: ignore[import-untyped]  # pgqueuer's own cron parser
+
+        value = value.strip()
+        if value and not croniter.is_valid(value):
+            raise ValueError('PERIOD_CLOSE_SCHEDULE is not a cron expression: "* * * * *", or empty for none')
+        return value
 
     # Rates for tenants with no plan, per currency, until an admin sets them (PUT
     # /v1/admin/billing-defaults/{currency}). Decimal strings of minor units: per minute, per call, per unit.
@@ -145,6 +160,150 @@ class Settings(BaseSettings):
     default_hold_seconds: int = Field(default=300, ge=1)  # what a call is expected to last, for its hold
     max_call_seconds: int = Field(default=4 * 3600, ge=60)
     charge_batch_size: int = Field(default=200, ge=1, le=1000)  # charges of one wallet written together
+    # The low-balance threshold of a tenant opened without one, per currency, in minor units:
+    # "INR=50000,USD=500,EUR=500" (or JSON {"INR": 50000}). Unlisted currencies: 0, no alerts.
+    low_balance_thresholds: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("low_balance_thresholds", mode="before")
+    @classmethod
+    def _low_balance_thresholds(cls, value: Any) -> dict[str, int]:
+        from walletsvc.domain.low_balance import parse_low_balance_setting
+
+        try:
+            return parse_low_balance_setting(value)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "bad_low_balance_thresholds", "LOW_BALANCE_THRESHOLDS: {problem}", {"problem": str(exc)}
+            ) from exc
+
+    # E-mail to billing contacts (docs/email.md). No SMTP_HOST (or no SMTP_FROM): e-mails are off.
+    smtp_host: str | None = None  # the SMTP server (submission) the worker sends through
+    smtp_port: int = Field(default=587, ge=1, le=65535)  # 587 with STARTTLS, 465 with SMTP_TLS
+    smtp_username: str | None = None  # AUTH login; unset: no AUTH
+    smtp_password: SecretStr | None = None  # AUTH password; never logged nor stored
+    smtp_from: str | None = None  # the From address: "Acme Billing <billing@acme.example>"
+    smtp_starttls: bool = True  # require STARTTLS before AUTH and the message (refuse a server without it)
+    smtp_tls: bool = False  # implicit TLS from the first byte (port 465); wins over SMTP_STARTTLS
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=600)  # connect and each command
+    smtp_ca_file: FilePath | None = None  # a PEM bundle (must exist) to verify the server's certificate with
+
+    @field_validator("smtp_host", "smtp_username", "smtp_from")
+    @classmethod
+    def _optional_smtp_text(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None and value.strip() else None  # `SMTP_HOST=`: unset
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _smtp_from(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in parseaddr(value)[1]:
+            raise ValueError(
+                'SMTP_FROM is not an e-mail address: write billing@acme.example or "Acme <billing@acme.example>"'
+            )
+        return value
+
+    # Outbound webhooks (docs/webhooks.md). The Fernet key that encrypts endpoint signing secrets at rest;
+    # unset: generated once into DATA_DIR with the embedded database, refused (503) with DATABASE_URL.
+    webhook_secrets_key: SecretStr | None = None
+    # Allow endpoint URLs on loopback / private / link-local addresses, and plain http (development only).
+    webhook_allow_private_urls: bool = False
+    # A delivery attempt that has no answer within this long has failed.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Delays before each retry of a failed delivery (+/-20% jitter), comma-separated: about three days.
+    webhook_retry_schedule_seconds: str = "5,300,1800,7200,18000,36000,36000,36000,36000,36000,36000,36000"
+    # How long a previous signing secret still signs deliveries after a rotation.
+    webhook_secret_rotation_overlap_seconds: int = Field(default=24 * 3600, ge=0)
+    # An endpoint whose deliveries have failed for this long with no success between is disabled.
+    webhook_disable_after_seconds: int = Field(default=5 * 24 * 3600, ge=0)
+
+    @field_validator("webhook_secrets_key")
+    @classmethod
+    def _webhook_secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        from cryptography.fernet import Fernet
+
+        try:
+            Fernet(value.get_secret_value().strip().encode())
+        except (ValueError, TypeError):
+            raise PydanticCustomError(
+                "bad_webhook_secrets_key",
+                "is not a Fernet key (32 url-safe base64 bytes); make one with: python3 -c 'from "
+                "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'",
+            ) from None
+        return SecretStr(value.get_secret_value().strip())
+
+    @field_validator("webhook_retry_schedule_seconds")
+    @classmethod
+    def _webhook_schedule(cls, value: str) -> str:
+        try:
+            steps = [float(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            steps = [-1.0]
+        if any(not 0 <= step <= 7 * 86400 for step in steps):
+            raise PydanticCustomError(
+                "bad_webhook_schedule", "is comma-separated seconds, each from 0 to 604800, e.g. 5,300,1800"
+            )
+        return value
+
+    # Documents: invoices, credit notes, monthly statements (docs/invoices.md).
+    invoice_number_prefix: str = Field(default="WS", pattern=r"^[A-Z0-9]{1,10}$")  # WS-2026-000123
+    invoice_number_yearly_reset: bool = True  # numbers restart each calendar year (UTC) and carry the year
+    seller_legal_name: str = ""  # the seller named on every document (unset: a warning at start)
+    seller_address: str = ""  # the seller's address lines, separated by "|": "12 MG Road|Bengaluru 560001"
+    seller_tax_id: str | None = None  # the seller's GSTIN, VAT number, EIN ... printed on every document
+    seller_country: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")  # ISO 3166-1 alpha-3: IND
+    seller_state: str | None = None  # for GST: ISO 3166-2:IN code (KA) or GST state code (29)
+    seller_email: str | None = None  # printed as the seller's billing contact
+    tax_rate_percent: Decimal = Field(default=Decimal(0), ge=0, lt=100, decimal_places=4)  # "18"; 0: no tax
+    tax_inclusive: bool = True  # a top-up's amount includes the tax: net + tax = what was paid
+    tax_label: str = Field(default="Tax", min_length=1, max_length=20)  # the tax line's name: GST, VAT
+    tax_indian_gst: bool = False  # CGST+SGST within SELLER_STATE, IGST otherwise (needs SELLER_COUNTRY=IND)
+    statement_delay_seconds: int = Field(default=900, ge=0, le=7 * 86400)  # a month's statement waits this
+
+    @field_validator("seller_tax_id", "seller_state", "seller_email", "seller_country", mode="before")
+    @classmethod
+    def _optional_seller_text(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value  # `SELLER_TAX_ID=`: unset
+
+    @field_validator("tax_indian_gst")
+    @classmethod
+    def _indian_gst(cls, value: bool, info: ValidationInfo) -> bool:
+        from walletsvc.domain.tax import INDIA, gst_state_code
+
+        if value and (
+            info.data.get("seller_country") != INDIA or gst_state_code(info.data.get("seller_state")) is None
+        ):
+            raise PydanticCustomError(
+                "bad_gst_setting",
+                "TAX_INDIAN_GST needs SELLER_COUNTRY=IND and SELLER_STATE set to an Indian state (KA or 29)",
+            )
+        return value
+
+    # Auto top-up (docs/auto-topup.md). Waits after a declined auto top-up, one per consecutive decline.
+    auto_topup_retry_backoff_seconds: str = "3600,21600"
+    # After this many declines in a row auto top-up switches itself off (auto_topup.disabled).
+    auto_topup_max_consecutive_failures: int = Field(default=3, ge=1, le=20)
+    # The runaway guard, whatever a tenant's settings say: more auto top-ups than this in an hour are refused.
+    auto_topup_max_per_hour: int = Field(default=3, ge=1, le=100)
+    # The portal page where a customer confirms a 3-D Secure auto top-up (unset: PORTAL_SUCCESS_URL).
+    auto_topup_confirm_url: str | None = None
+    # A 3-D Secure auto top-up the customer has not confirmed after this long is canceled (a failure).
+    auto_topup_action_timeout_seconds: int = Field(default=48 * 3600, ge=600, le=30 * 24 * 3600)
+    # INR tenants with no mandate get a Razorpay Payment Link instead; it expires after this long.
+    auto_topup_payment_link_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=1800, le=180 * 24 * 3600)
+
+    @field_validator("auto_topup_retry_backoff_seconds")
+    @classmethod
+    def _auto_topup_backoff(cls, value: str) -> str:
+        from walletsvc.domain.auto_topup import parse_backoff
+
+        try:
+            parse_backoff(value)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "bad_auto_topup_backoff", "AUTO_TOPUP_RETRY_BACKOFF_SECONDS: {problem}", {"problem": str(exc)}
+            ) from exc
+        return value
 
 
 # HS256 keys: RFC 7518 section 3.2 asks for a key at least as long as the hash output (256 bits).

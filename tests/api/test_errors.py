@@ -247,6 +247,12 @@ PATH_VALUES = {
     "currency": ["inr", "XXXX", "%00", "ABC"],
     "charge_id": ["0", "-1", "abc", "9" * 30, "%00"],
     "call_id": ["x" * 300, "bad id", "%00", "call-1"],
+    "endpoint_id": ["x" * 300, "bad id", "%00", "whe_" + "0" * 24],
+    "event_id": ["x" * 300, "bad id", "%00", "evt_" + "0" * 32],
+    "document_id": ["x" * 300, "bad id", "%00", "doc_" + "0" * 32],
+    "period": ["2026-13", "x" * 300, "%00", "1999-12", "2021-01"],
+    "payment_method_id": ["x" * 300, "bad id", "%00", "pm_unknown"],
+    "auto_topup_id": ["x" * 300, "bad id", "%00", "at_" + "0" * 24],
 }
 
 

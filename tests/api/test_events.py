@@ -76,6 +76,10 @@ async def test_topup_succeeded_failed_and_refunded_are_recorded_once(
     assert (await deliver(client, payment_event("payment.failed", declined))).status_code == 200
 
     events = await stored_events(db, tenant["id"])
+    # The top-up's invoice and the refund's credit note are events of their own (docs/invoices.md).
+    issued = [e["payload"]["kind"] for e in events if e["type"] == "invoice.issued"]
+    assert issued == ["invoice", "credit_note"]
+    events = [e for e in events if e["type"] != "invoice.issued"]
     assert [e["type"] for e in events] == ["topup.succeeded", "topup.refunded", "topup.failed"]
     succeeded, refunded, failed = (e["payload"] for e in events)
     assert succeeded["topup_id"] == topup["id"]
@@ -108,11 +112,15 @@ async def test_wallet_flagged_when_usage_is_owed_and_unflagged_when_paid(
     assert [e["type"] for e in events] == [
         "adjustment.created",  # the funding
         "wallet.flagged",
+        "charge.insufficient_funds",  # one per charge not paid in full
+        "charge.insufficient_funds",
         "adjustment.created",
         "wallet.unflagged",
     ]
     assert events[1]["payload"]["owed"] == {"amount": 30, "currency": "USD"}
-    assert events[3]["payload"]["paid"] == {"amount": 32, "currency": "USD"}
+    assert events[2]["payload"]["owed"] == {"amount": 30, "currency": "USD"}
+    assert events[3]["payload"]["owed"] == {"amount": 2, "currency": "USD"}
+    assert events[5]["payload"]["paid"] == {"amount": 32, "currency": "USD"}
 
 
 async def test_routes_page_newest_first_and_keep_tenants_apart(

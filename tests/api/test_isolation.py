@@ -123,6 +123,73 @@ ADMIN_REQUESTS: dict[tuple[str, str], Request] = {
     ("POST", "/v1/admin/charges/{charge_id}/refunds"): lambda c, h, w: c.post(
         "/v1/admin/charges/999999999999/refunds", json={"reason": "sneaky"}, headers=h
     ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/billing-contacts"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/billing-contacts", headers=h
+    ),
+    ("PUT", "/v1/admin/tenants/{tenant_id}/billing-contacts"): lambda c, h, w: c.put(
+        f"/v1/admin/tenants/{w.b['id']}/billing-contacts", json={"emails": ["x@evil.example"]}, headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/auto-topup"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/auto-topup", headers=h
+    ),
+    ("PUT", "/v1/admin/tenants/{tenant_id}/auto-topup"): lambda c, h, w: c.put(
+        f"/v1/admin/tenants/{w.b['id']}/auto-topup", json={"locked": True}, headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/notifications"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/notifications", headers=h
+    ),
+    # Documents and billing details (a statement of a month before B existed, a document that does not).
+    ("GET", "/v1/admin/tenants/{tenant_id}/billing-details"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/billing-details", headers=h
+    ),
+    ("PUT", "/v1/admin/tenants/{tenant_id}/billing-details"): lambda c, h, w: c.put(
+        f"/v1/admin/tenants/{w.b['id']}/billing-details",
+        json={"legal_name": "Evil", "country": "IND"},
+        headers=h,
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/invoices"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/invoices", headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/invoices/{document_id}"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/invoices/doc_{'0' * 32}", headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/invoices/{document_id}.pdf"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/invoices/doc_{'0' * 32}.pdf", headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/statements"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/statements", headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/statements/{period}"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/statements/2021-01", headers=h
+    ),
+    ("GET", "/v1/admin/tenants/{tenant_id}/statements/{period}.pdf"): lambda c, h, w: c.get(
+        f"/v1/admin/tenants/{w.b['id']}/statements/2021-01.pdf", headers=h
+    ),
+    # Webhook endpoints (an admin's is made disabled, for tenant B only: it never receives anything).
+    ("POST", "/v1/admin/webhook-endpoints"): lambda c, h, w: c.post(
+        "/v1/admin/webhook-endpoints",
+        json={"url": "https://93.184.215.14/hooks", "tenant_id": w.b["id"], "enabled": False},
+        headers=h,
+    ),
+    ("GET", "/v1/admin/webhook-endpoints"): lambda c, h, w: c.get("/v1/admin/webhook-endpoints", headers=h),
+    ("GET", "/v1/admin/webhook-endpoints/{endpoint_id}"): lambda c, h, w: c.get(
+        f"/v1/admin/webhook-endpoints/whe_{'0' * 24}", headers=h
+    ),
+    ("PATCH", "/v1/admin/webhook-endpoints/{endpoint_id}"): lambda c, h, w: c.patch(
+        f"/v1/admin/webhook-endpoints/whe_{'0' * 24}", json={"enabled": True}, headers=h
+    ),
+    ("DELETE", "/v1/admin/webhook-endpoints/{endpoint_id}"): lambda c, h, w: c.delete(
+        f"/v1/admin/webhook-endpoints/whe_{'0' * 24}", headers=h
+    ),
+    ("POST", "/v1/admin/webhook-endpoints/{endpoint_id}/rotate-secret"): lambda c, h, w: c.post(
+        f"/v1/admin/webhook-endpoints/whe_{'0' * 24}/rotate-secret", headers=h
+    ),
+    ("GET", "/v1/admin/events/{event_id}"): lambda c, h, w: c.get(
+        f"/v1/admin/events/evt_{'0' * 32}", headers=h
+    ),
+    ("POST", "/v1/admin/events/{event_id}/redeliver"): lambda c, h, w: c.post(
+        f"/v1/admin/events/evt_{'0' * 32}/redeliver", headers=h
+    ),
 }
 
 
@@ -231,6 +298,12 @@ async def test_missing_credentials_are_unauthorized_on_every_protected_route(
             .replace("{currency}", "INR")
             .replace("{charge_id}", "1")
             .replace("{call_id}", "call-1")
+            .replace("{endpoint_id}", "whe_" + "0" * 24)
+            .replace("{event_id}", "evt_" + "0" * 32)
+            .replace("{document_id}", "doc_" + "0" * 32)
+            .replace("{period}", "2021-01")
+            .replace("{payment_method_id}", "pm_unknown")
+            .replace("{auto_topup_id}", "at_" + "0" * 24)
         )
         assert "{" not in path, f"no value for a parameter of {template}"
         kwargs: dict[str, Any] = {"json": {}} if method in {"POST", "PUT", "PATCH"} else {}

@@ -34,7 +34,7 @@ async def test_a_committed_job_runs_once_when_a_worker_starts(
     [job, *_] = await delivery_jobs(db, ids[:1])
     with worker_running(database_url, tmp_path, "worker"):
         done = await wait_delivered(db, ids)
-        schedules = await wait_schedules(db, 4)
+        schedules = await wait_schedules(db, 5)
     assert done == {i: ("no_endpoints", 1) for i in ids}
     assert await delivery_jobs(db, ids) == []  # done jobs leave the queue
     assert await job_log(db, job["id"]) == ["queued", "picked", "successful"]
@@ -44,6 +44,7 @@ async def test_a_committed_job_runs_once_when_a_worker_starts(
         ("purge_idempotency_keys", "17 * * * *"),
         ("reconcile", "*/5 * * * *"),
         ("close_periods", "* * * * *"),
+        ("issue_statements", "*/10 * * * *"),
     }
 
 

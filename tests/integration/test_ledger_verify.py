@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -101,3 +103,112 @@ async def test_a_row_in_another_currency_is_found(db_session: AsyncSession, tena
         text("UPDATE wallets SET balance = 10, ledger_seq = 1 WHERE tenant_id = :t"), {"t": tenant.id}
     )
     assert (await _broken(db_session, tenant.id)).keys() == {"currency_matches_wallet"}
+
+
+JAN, MID_JAN = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 15, tzinfo=UTC)
+FEB, MID_FEB = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 15, tzinfo=UTC)
+_PERIOD = text(
+    "INSERT INTO plan_periods (tenant_id, id, period_start, period_end, plan_id, currency, fee, charged, owed,"
+    " quota_used_seconds, included_minutes, closed_by)"
+    " VALUES (:t, :id, :s, :e, 'plan-x', 'INR', :fee, :charged,"
+    " :owed, 0, 0, 'test')"
+)
+_PLAN = text(
+    "INSERT INTO plans (id, name, currency, monthly_price, per_minute_rate)"
+    " VALUES ('plan-x', 'Verify', 'INR', 500, 1) ON CONFLICT (id) DO NOTHING"
+)
+
+
+async def _closed_period(session: AsyncSession, values: dict[str, object]) -> None:
+    await session.execute(_PLAN)
+    await session.execute(_PERIOD, values)
+
+
+_FEE_ROW = text(
+    "INSERT INTO ledger_entries (tenant_id, seq, type, amount, currency, balance_before, balance_after,"
+    " counter_account, reference_type, reference_id, description, actor)"
+    " VALUES (:t, :seq, 'plan_fee', :amount, 'INR', :before, :after, 'revenue:plans', 'plan_period', :ref,"
+    " 'forged', 'x')"
+)
+
+
+async def _fee_rows(session: AsyncSession, tenant_id: str, period_id: str, amounts: list[int]) -> None:
+    """Funded by an adjustment of 10_00, then plan_fee rows for `period_id`, the wallet kept in step."""
+    await WalletRepository(session).apply(adjustment(tenant_id, 10_00))
+    balance, seq = 10_00, 1
+    for amount in amounts:
+        seq += 1
+        await session.execute(
+            _FEE_ROW,
+            {
+                "t": tenant_id,
+                "seq": seq,
+                "amount": amount,
+                "before": balance,
+                "after": balance + amount,
+                "ref": period_id,
+            },
+        )
+        balance += amount
+    await session.execute(
+        text("UPDATE wallets SET balance = :b, ledger_seq = :s WHERE tenant_id = :t"),
+        {"t": tenant_id, "b": balance, "s": seq},
+    )
+
+
+async def test_a_closed_period_whose_fee_was_charged_once_passes(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
+    await _closed_period(
+        db_session,
+        {"t": tenant.id, "id": "pp_1", "s": JAN, "e": FEB, "fee": 500, "charged": 500, "owed": 0},
+    )
+    await _fee_rows(db_session, tenant.id, "pp_1", [-500])
+    assert await _broken(db_session, tenant.id) == {}
+
+
+async def test_a_plan_fee_charged_twice_for_one_period_is_found(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
+    await _closed_period(
+        db_session,
+        {"t": tenant.id, "id": "pp_1", "s": JAN, "e": FEB, "fee": 500, "charged": 500, "owed": 0},
+    )
+    await _fee_rows(db_session, tenant.id, "pp_1", [-500, -500])
+    broken = await _broken(db_session, tenant.id)
+    assert broken.keys() == {"plan_fee_once_per_period"}
+    assert broken["plan_fee_once_per_period"][0]["paid_in_ledger"] == 1000
+
+
+async def test_a_plan_fee_row_without_a_closed_period_is_found(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
+    await _fee_rows(db_session, tenant.id, "pp_missing", [-500])
+    broken = await _broken(db_session, tenant.id)
+    assert broken.keys() == {"plan_fee_once_per_period"}
+    assert broken["plan_fee_once_per_period"][0]["problem"] == "plan_fee row without a period"
+
+
+async def test_two_closed_periods_over_the_same_time_are_found(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
+    for period_id, start, end in (("pp_1", JAN, FEB), ("pp_2", MID_JAN, MID_FEB)):
+        await _closed_period(
+            db_session,
+            {"t": tenant.id, "id": period_id, "s": start, "e": end, "fee": 0, "charged": 0, "owed": 0},
+        )
+    broken = await _broken(db_session, tenant.id)
+    assert broken.keys() == {"plan_fee_once_per_period"}
+    assert {row["period_id"] for row in broken["plan_fee_once_per_period"]} == {"pp_1", "pp_2"}
+
+
+async def test_an_owed_plan_fee_missing_from_the_wallet_is_found(
+    db_session: AsyncSession, tenant: Tenant
+) -> None:
+    await _closed_period(
+        db_session,
+        {"t": tenant.id, "id": "pp_1", "s": JAN, "e": FEB, "fee": 500, "charged": 0, "owed": 500},
+    )
+    broken = await _broken(db_session, tenant.id)
+    assert broken.keys() == {"owed_matches_charges"}
+    assert broken["owed_matches_charges"][0]["owed_by_fees"] == 500

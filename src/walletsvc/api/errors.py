@@ -38,6 +38,11 @@ ERROR_TABLE: dict[type[e.WalletError], tuple[int, str, str]] = {
     e.ProviderNotConfigured: (503, "PROVIDER_NOT_CONFIGURED", "Payment provider not configured"),
     e.ProviderUnavailable: (503, "PROVIDER_UNAVAILABLE", "Payment provider unavailable"),
     e.Conflict: (409, "CONFLICT", "Conflict"),
+    e.AutoTopupLocked: (409, "AUTO_TOPUP_LOCKED", "Auto top-up locked by an admin"),
+    e.NoPaymentMethod: (422, "NO_PAYMENT_METHOD", "No saved payment method"),
+    e.PeriodNotEnded: (409, "PERIOD_NOT_ENDED", "Period not ended"),
+    e.WebhookUrlNotAllowed: (422, "WEBHOOK_URL_NOT_ALLOWED", "Webhook URL not allowed"),
+    e.WebhookSecretsNotConfigured: (503, "WEBHOOK_SECRETS_NOT_CONFIGURED", "Webhook secrets not configured"),
     # Lost or unreachable (ConnectionLost, DatabaseUnreachable): retry, with Retry-After.
     e.DatabaseUnavailable: (503, "DATABASE_UNAVAILABLE", "Database unavailable"),
 }
@@ -71,6 +76,12 @@ def _extras(exc: e.WalletError) -> dict[str, Any]:
         return {"minimum": {"amount": exc.minimum, "currency": exc.currency}}
     if isinstance(exc, e.AboveMaximum):
         return {"maximum": {"amount": exc.maximum, "currency": exc.currency}}
+    if isinstance(exc, e.WebhookSecretsNotConfigured):
+        return {"settings": ["WEBHOOK_SECRETS_KEY"]}
+    if isinstance(exc, e.InvalidBillingDetails):
+        return {"errors": [{"loc": ["body", exc.field], "msg": exc.reason, "type": "billing_details"}]}
+    if isinstance(exc, e.InvalidEmailAddress):
+        return {"errors": [{"loc": ["body", "emails", str(exc.index)], "msg": exc.reason, "type": "email"}]}
     if isinstance(exc, e.ProviderNotConfigured) and exc.settings:
         return {"settings": list(exc.settings)}
     return {}

@@ -52,6 +52,13 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> str:
     return f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}"
 
 
+def is_embedded_url(url: str, data_dir: Path) -> bool:
+    """Whether `url` is the embedded server's in data_dir (its socket lives there): what `walletsvc serve`
+    hands its worker as DATABASE_URL is still the embedded database."""
+    sockets = parse_qs(urlparse(url).query).get("host", [])
+    return any(Path(socket).resolve() == data_dir.resolve() for socket in sockets)
+
+
 def forget_dead_users(data_dir: Path) -> list[int]:
     """Drop from pgserver's list of users of the server in data_dir every process that no longer runs
     (killed, or a zombie) or whose pid now belongs to another program. Returns the pids dropped."""

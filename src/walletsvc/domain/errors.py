@@ -80,6 +80,15 @@ class InvalidRequest(WalletError):
     """A request that is well-formed but makes no sense (bad cursor, until before since, ...)."""
 
 
+class InvalidEmailAddress(InvalidRequest):
+    """A billing contact that is not a deliverable e-mail address; `index` is its place in the list."""
+
+    def __init__(self, *, index: int, reason: str) -> None:
+        super().__init__(f"emails[{index}] is not a valid e-mail address: {reason}")
+        self.index = index
+        self.reason = reason
+
+
 class Unauthorized(WalletError):
     """No credentials, or credentials that are wrong, expired or forged."""
 
@@ -138,6 +147,37 @@ class ProviderUnavailable(WalletError):
 
 class Conflict(WalletError):
     """The thing is in a state that does not allow this (a refund of a top-up that never succeeded)."""
+
+
+class InvalidBillingDetails(InvalidRequest):
+    """Billing details that do not fit their country (a GSTIN of the wrong shape, an unknown state);
+    `field` names the one at fault."""
+
+    def __init__(self, *, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class PeriodNotEnded(Conflict):
+    """A statement asked for a month that has not ended yet (or ended too recently to be final)."""
+
+
+class AutoTopupLocked(Conflict):
+    """An owner tried to switch on an auto top-up that an admin has locked off."""
+
+
+class NoPaymentMethod(InvalidRequest):
+    """Auto top-up needs a saved payment method, and none (or not the one named) is saved."""
+
+
+class WebhookUrlNotAllowed(InvalidRequest):
+    """A webhook endpoint URL walletsvc will not call: not https, carrying credentials, or a host that is
+    or resolves to a loopback, private, link-local or otherwise non-public address."""
+
+
+class WebhookSecretsNotConfigured(WalletError):
+    """Endpoint signing secrets cannot be encrypted or read: WEBHOOK_SECRETS_KEY is not set."""
 
 
 class DatabaseUnavailable(WalletError):

@@ -20,6 +20,14 @@ class EventType(StrEnum):
     PLAN_FEE_OWED = "plan_fee.owed"
     SUBSCRIPTION_CHANGED = "subscription.changed"
     WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
+    INVOICE_ISSUED = "invoice.issued"  # any document: an invoice, a credit note or a statement (`kind`)
+    AUTO_TOPUP_SUCCEEDED = "auto_topup.succeeded"
+    AUTO_TOPUP_FAILED = "auto_topup.failed"
+    AUTO_TOPUP_REQUIRES_ACTION = "auto_topup.requires_action"
+    AUTO_TOPUP_DISABLED = "auto_topup.disabled"
+    AUTO_TOPUP_CAPPED = "auto_topup.capped"
+    AUTO_TOPUP_RUNAWAY_GUARD = "auto_topup.runaway_guard"
+    AUTO_TOPUP_PAYMENT_LINK_SENT = "auto_topup.payment_link_sent"
 
 
 class Delivery(StrEnum):

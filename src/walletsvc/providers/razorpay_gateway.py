@@ -164,6 +164,10 @@ class RazorpayGateway:
         return await self._request("GET", f"/v1/payments/{payment_id}")
 
     async def payment_status(self, checkout_id: str, kind: CheckoutKind) -> PaymentStatus:
+        if checkout_id.startswith("plink_"):  # an auto top-up's payment link (providers/razorpay_links.py)
+            from walletsvc.providers.razorpay_links import link_status
+
+            return await link_status(self, checkout_id)
         answer = await self._request("GET", f"/v1/orders/{checkout_id}/payments")
         for payment in objects_at(answer, "items"):
             if str_at(payment, "status") == "captured":

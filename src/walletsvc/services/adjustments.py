@@ -13,6 +13,7 @@ from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType, Led
 from walletsvc.domain.money import Money
 from walletsvc.services.debts import settle_owed
 from walletsvc.services.events import record_event
+from walletsvc.services.low_balance import Cause, CauseType, note_balance_change
 
 
 async def adjust_balance(
@@ -58,4 +59,5 @@ async def adjust_balance(
     )
     if amount > 0 and await settle_owed(session, tenant_id):
         wallet = await wallets.get(tenant_id)  # the credit paid off usage that was owed
+    await note_balance_change(session, tenant_id, Cause(CauseType.ADJUSTMENT, entry.reference_id))
     return wallet, entry

@@ -16,6 +16,7 @@ from walletsvc.db.repositories.usage import UsageRepository
 from walletsvc.domain.money import Money
 from walletsvc.domain.plans import Authorization, authorize_call
 from walletsvc.domain.rating import UsageKind
+from walletsvc.services.low_balance import Cause, CauseType, note_locked_wallet
 from walletsvc.services.pricing import pricing_for
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ async def authorize(
             False, 0, Money(0, wallet.currency), "this call id was already used", "CALL_ID_USED"
         )
     await repo.save_wallet(wallet)
+    # A hold lowers the available balance (expired holds released here raise it): the alert rule runs on it.
+    await note_locked_wallet(session, wallet, Cause(CauseType.HOLD, call_id))
     return CallAuthorization(
         call_id=call_id,
         tenant_id=tenant_id,
@@ -117,6 +120,7 @@ async def expire_holds(db: Database) -> int:
             wallet = await repo.lock_wallet(tenant_id)
             wallet.reserved -= await repo.expire_holds(tenant_id)
             await repo.save_wallet(wallet)
+            await note_locked_wallet(session, wallet, Cause(CauseType.HOLDS_EXPIRED))
     if tenants:
         log.info("expired holds released", extra={"tenants": len(tenants)})
     return len(tenants)

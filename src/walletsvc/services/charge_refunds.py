@@ -19,6 +19,7 @@ from walletsvc.domain.ledger import EntryType
 from walletsvc.domain.money import Money
 from walletsvc.services.debts import settle_owed, usage_row
 from walletsvc.services.events import record_event
+from walletsvc.services.low_balance import Cause, CauseType, note_balance_change
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ async def refund_charge(
     if to_wallet and wallet.owed:
         # Money back in the wallet pays what the tenant still owes on other charges, like any credit.
         await settle_owed(session, tenant_id)
+    await note_balance_change(session, tenant_id, Cause(CauseType.CHARGE_REFUND, refund_id))
     row = (
         await session.execute(
             insert(t.charge_refunds)

@@ -40,6 +40,7 @@ from walletsvc.domain.plans import current_period, settle_charge
 from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
 from walletsvc.request_effects import untracked
 from walletsvc.services.events import record_event_raw
+from walletsvc.services.low_balance import WalletAlerts, record_insufficient_funds_raw
 from walletsvc.services.pricing import configured_rates
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,9 @@ class ChargeWriter:
             call_ids = [r.reference_id for r in records if r.kind is UsageKind.CALL and r.key not in existing]
             holds = await store.settle_holds(tenant_id, call_ids) if call_ids and wallet.reserved > 0 else {}
             start_balance = wallet.balance
-            today = datetime.now(UTC).date()
+            now = datetime.now(UTC)
+            today = now.date()
+            alerts = WalletAlerts(wallet, now)  # decided in memory, after each charge, on the locked state
             if wallet.spent_day != today:
                 wallet.spent_day, wallet.spent_today = today, 0
 
@@ -253,6 +256,7 @@ class ChargeWriter:
                 if settlement.owed:
                     newly_flagged = newly_flagged or not wallet.flagged
                     wallet.flagged = True
+                alerts.observe(wallet, record.key)
                 planned.append(
                     (record, _charge_row(record, rating, settlement.charged, settlement.owed, hold), None)
                 )
@@ -269,6 +273,7 @@ class ChargeWriter:
                 [new[(row["kind"], row["reference_id"])] for row in rows if row["charged"] > 0],
                 start_balance,
             )
+            alerts.store_on(wallet)  # written by the wallet UPDATE in finish: no statement of its own
             await store.finish(
                 wallet,
                 lines,
@@ -282,6 +287,9 @@ class ChargeWriter:
                     tenant_id,
                     {"reason": "usage_owed", "owed": money(wallet.owed, wallet.currency)},
                 )
+            # What could not be paid in full, and a threshold crossed: a statement each, only when there is one.
+            await record_insufficient_funds_raw(conn, inserted)
+            await alerts.record_raw(conn, wallet, new)
 
         by_key = {**existing, **new}
         outcomes: list[ChargeOutcome | WalletError] = []

@@ -1,5 +1,6 @@
-"""What a tenant owes: usage its wallet could not pay when it happened. Every credit (a top-up, an
-admin credit) pays it off, oldest charge first; when nothing is owed any more the flag is lifted."""
+"""What a tenant owes: usage its wallet could not pay when it happened, and plan fees a period close could
+not take. Every credit (a top-up, an admin credit) pays it off, oldest charge first, then the plan fees;
+when nothing is owed any more the flag is lifted."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from walletsvc.db.repositories.periods import PeriodRepository
 from walletsvc.db.repositories.usage import LockedWallet, UsageRepository
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryType
@@ -22,6 +24,7 @@ def usage_row(
     reference_id: str,
     description: str,
     actor: str,
+    counter_account: CounterAccount = CounterAccount.REVENUE_USAGE,
 ) -> dict[str, Any]:
     """A ledger row for a wallet held by the writer: chained from its current balance, then applied."""
     wallet.ledger_seq += 1
@@ -35,7 +38,7 @@ def usage_row(
         "currency": wallet.currency,
         "balance_before": before,
         "balance_after": wallet.balance,
-        "counter_account": CounterAccount.REVENUE_USAGE.value,
+        "counter_account": counter_account.value,
         "reference_type": reference_type,
         "reference_id": reference_id,
         "description": description,
@@ -68,6 +71,28 @@ async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
             )
         )
         await repo.update_charge(tenant_id, charge.id, charged=charge.charged + pay, owed=charge.owed - pay)
+        wallet.owed -= pay
+        paid_total += pay
+    # Plan fees a period close could not take (services/periods.py) are owed the same way: paid after
+    # the usage, oldest period first.
+    periods = PeriodRepository(session)
+    for period in await periods.owed(tenant_id) if wallet.owed > 0 else []:
+        pay = min(period.owed, wallet.available)
+        if pay <= 0:
+            break
+        rows.append(
+            usage_row(
+                wallet,
+                amount=-pay,
+                entry_type=EntryType.PLAN_FEE,
+                reference_type="plan_period",
+                reference_id=period.id,
+                description=f"Owed plan fee for the period from {period.period_start:%Y-%m-%d}, paid",
+                actor="system:debts",
+                counter_account=CounterAccount.REVENUE_PLANS,
+            )
+        )
+        await periods.set_paid(tenant_id, period.id, charged=period.charged + pay, owed=period.owed - pay)
         wallet.owed -= pay
         paid_total += pay
     if wallet.owed == 0 and wallet.flagged:

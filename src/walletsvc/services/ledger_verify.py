@@ -214,12 +214,40 @@ CHECKS: tuple[Check, ...] = (
     ),
     Check(
         "owed_matches_charges",
-        "each wallet's owed figure is the sum of what its usage charges still owe",
+        "each wallet's owed figure is what its usage charges and its closed periods' plan fees still owe",
         """
-        SELECT w.tenant_id, w.owed, COALESCE(s.owed, 0) AS owed_by_charges
+        SELECT w.tenant_id, w.owed, COALESCE(s.owed, 0) AS owed_by_charges,
+               COALESCE(p.owed, 0) AS owed_by_fees
           FROM wallets w
           LEFT JOIN (SELECT tenant_id, SUM(owed) AS owed FROM usage_charges GROUP BY tenant_id) s USING (tenant_id)
-         WHERE w.owed <> COALESCE(s.owed, 0)
+          LEFT JOIN (SELECT tenant_id, SUM(owed) AS owed FROM plan_periods GROUP BY tenant_id) p USING (tenant_id)
+         WHERE w.owed <> COALESCE(s.owed, 0) + COALESCE(p.owed, 0)
+        """,
+    ),
+    Check(
+        "plan_fee_once_per_period",
+        "each closed period's plan_fee rows add up to exactly what the wallet paid of its fee (fee = paid + "
+        "owed), every plan_fee row belongs to a closed period, and no two closed periods of a tenant overlap",
+        """
+        SELECT p.tenant_id, p.id AS period_id, p.period_start, p.fee, p.charged, p.owed,
+               COALESCE(-SUM(e.amount), 0) AS paid_in_ledger, NULL AS problem
+          FROM plan_periods p
+          LEFT JOIN ledger_entries e
+            ON e.tenant_id = p.tenant_id AND e.type = 'plan_fee'
+           AND e.reference_type = 'plan_period' AND e.reference_id = p.id
+         GROUP BY p.tenant_id, p.id, p.period_start, p.fee, p.charged, p.owed
+        HAVING COALESCE(-SUM(e.amount), 0) <> p.charged OR p.fee <> p.charged + p.owed
+        UNION ALL
+        SELECT e.tenant_id, e.reference_id, NULL, NULL, NULL, NULL, -e.amount, 'plan_fee row without a period'
+          FROM ledger_entries e
+         WHERE e.type = 'plan_fee' AND NOT EXISTS (
+               SELECT 1 FROM plan_periods p
+                WHERE p.tenant_id = e.tenant_id AND e.reference_type = 'plan_period' AND p.id = e.reference_id)
+        UNION ALL
+        SELECT a.tenant_id, a.id, a.period_start, a.fee, a.charged, a.owed, NULL, 'overlaps period ' || b.id
+          FROM plan_periods a JOIN plan_periods b
+            ON b.tenant_id = a.tenant_id AND b.id <> a.id
+           AND b.period_start < a.period_end AND a.period_start < b.period_end
         """,
     ),
     Check(
@@ -270,6 +298,95 @@ CHECKS: tuple[Check, ...] = (
          WHERE r.provider_refund_id IS NOT NULL
          GROUP BY t.provider, r.provider_refund_id
         HAVING COUNT(*) > 1
+        """,
+    ),
+    # --- documents (migration 0010): invoices, credit notes, statements against the ledger ---
+    Check(
+        "invoice_per_topup",
+        "each top-up that succeeded since invoicing began has exactly one invoice, for the money the ledger "
+        "credited; no other top-up has one",
+        """
+        SELECT t.tenant_id, t.id AS topup_id, t.status, COUNT(d.id) AS invoices,
+               MIN(d.ledger_amount) AS invoiced, MAX(l.credited) AS credited_in_ledger
+          FROM topups t
+          LEFT JOIN documents d
+            ON d.tenant_id = t.tenant_id AND d.kind = 'invoice' AND d.source_type = 'topup' AND d.source_id = t.id
+          LEFT JOIN (SELECT tenant_id, reference_id, SUM(amount) AS credited FROM ledger_entries
+                      WHERE type = 'topup' AND reference_type = 'topup' GROUP BY tenant_id, reference_id) l
+            ON l.tenant_id = t.tenant_id AND l.reference_id = t.id
+         GROUP BY t.tenant_id, t.id, t.status, t.succeeded_at
+        HAVING (t.status = 'succeeded' AND t.succeeded_at >= (SELECT started_at FROM documents_epoch)
+                    AND COUNT(d.id) <> 1)
+            OR (COUNT(d.id) > 0 AND (t.status <> 'succeeded' OR COUNT(d.id) > 1
+                    OR MIN(d.ledger_amount) <> COALESCE(MAX(l.credited), 0)))
+        """,
+    ),
+    Check(
+        "credit_note_per_refund",
+        "each refund debited since invoicing began has exactly one credit note, for the money the ledger "
+        "debited; no other refund has one",
+        """
+        SELECT r.tenant_id, r.id AS refund_id, r.debited, COUNT(d.id) AS credit_notes,
+               MIN(d.ledger_amount) AS credited, MAX(l.debited) AS debited_in_ledger
+          FROM topup_refunds r
+          LEFT JOIN documents d
+            ON d.tenant_id = r.tenant_id AND d.kind = 'credit_note' AND d.source_type = 'topup_refund'
+           AND d.source_id = r.id
+          LEFT JOIN (SELECT tenant_id, reference_id, -SUM(amount) AS debited, MIN(created_at) AS debited_at
+                       FROM ledger_entries WHERE type = 'topup_refund' AND reference_type = 'topup_refund'
+                      GROUP BY tenant_id, reference_id) l
+            ON l.tenant_id = r.tenant_id AND l.reference_id = r.id
+         GROUP BY r.tenant_id, r.id, r.debited
+        HAVING (r.debited AND MIN(l.debited_at) >= (SELECT started_at FROM documents_epoch) AND COUNT(d.id) <> 1)
+            OR (COUNT(d.id) > 0 AND (NOT r.debited OR COUNT(d.id) > 1
+                    OR MIN(d.ledger_amount) <> COALESCE(MAX(l.debited), 0)))
+        """,
+    ),
+    Check(
+        "statements_match_ledger",
+        "each statement's opening and closing balances are the sums of its wallet's ledger rows before the "
+        "month and before its end, and its net change is their difference",
+        """
+        SELECT d.tenant_id, d.id AS document_id, d.number, (d.details->>'opening_balance')::bigint AS opening,
+               (d.details->>'closing_balance')::bigint AS closing, d.ledger_amount,
+               COALESCE(SUM(e.amount) FILTER (WHERE e.created_at < d.period_start), 0) AS opening_in_ledger,
+               COALESCE(SUM(e.amount), 0) AS closing_in_ledger
+          FROM documents d
+          LEFT JOIN ledger_entries e ON e.tenant_id = d.tenant_id AND e.created_at < d.period_end
+         WHERE d.kind = 'statement'
+         GROUP BY d.tenant_id, d.id, d.number, d.details, d.ledger_amount
+        HAVING (d.details->>'opening_balance')::bigint
+                   <> COALESCE(SUM(e.amount) FILTER (WHERE e.created_at < d.period_start), 0)
+            OR (d.details->>'closing_balance')::bigint <> COALESCE(SUM(e.amount), 0)
+            OR d.ledger_amount <> COALESCE(SUM(e.amount) FILTER (WHERE e.created_at >= d.period_start), 0)
+        """,
+    ),
+    Check(
+        "documents_add_up",
+        "each document's lines add up to its subtotal and its tax lines to its tax (total = subtotal + tax is "
+        "a constraint); an invoice's amount paid is what the ledger credited",
+        """
+        SELECT d.tenant_id, d.id AS document_id, d.number, d.subtotal, d.tax_total,
+               (SELECT COALESCE(SUM((x->>'amount')::bigint), 0) FROM jsonb_array_elements(d.lines) x) AS lines_sum,
+               (SELECT COALESCE(SUM((x->>'amount')::bigint), 0) FROM jsonb_array_elements(d.taxes) x) AS taxes_sum
+          FROM documents d
+         WHERE d.subtotal <> (SELECT COALESCE(SUM((x->>'amount')::bigint), 0) FROM jsonb_array_elements(d.lines) x)
+            OR d.tax_total <> (SELECT COALESCE(SUM((x->>'amount')::bigint), 0) FROM jsonb_array_elements(d.taxes) x)
+            OR (d.kind = 'invoice' AND (d.details->>'amount_paid')::bigint <> d.ledger_amount)
+            OR (d.kind <> 'statement' AND d.details->'tax_rule'->>'inclusive' = 'true' AND d.total <> d.ledger_amount)
+        """,
+    ),
+    Check(
+        "document_numbers_gap_free",
+        "each numbering series runs 1..n with no gap and no number twice, and n is its counter",
+        """
+        SELECT c.series, c.year, c.last_seq, COUNT(d.seq) AS documents, COUNT(DISTINCT d.seq) AS numbers,
+               MAX(d.seq) AS max_seq
+          FROM document_counters c
+          LEFT JOIN documents d ON d.series = c.series AND d.year = c.year
+         GROUP BY c.series, c.year, c.last_seq
+        HAVING COUNT(d.seq) <> c.last_seq OR COUNT(DISTINCT d.seq) <> c.last_seq
+            OR COALESCE(MAX(d.seq), 0) <> c.last_seq
         """,
     ),
     Check(

@@ -1,8 +1,13 @@
 """Plans (admins) and subscriptions (tenants, or admins overriding).
 
 Changing plan keeps the current period and the quota already used in it: the new plan's included
-minutes apply for the rest of the period (so switching back and forth never refills the quota), and
-its monthly price is charged from the next period on.
+minutes and rates apply for the rest of the period (so switching back and forth never refills the quota),
+and its monthly price is charged from the next period on.
+
+Plan fees are postpaid (services/periods.py): nothing is charged when a tenant subscribes; each period's
+fee is charged when that period closes, at the fee of the plan the period started on. So a tenant whose
+plan changed mid-period pays the old plan's fee for that period and the new plan's from the next one (the
+last change within a period wins). Every change records `subscription.changed`.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from walletsvc.db.repositories.periods import PeriodRepository
 from walletsvc.db.repositories.plans import PlanRepository, SubscriptionRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.usage import UsageRepository
 from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest
+from walletsvc.domain.events import EventType
 from walletsvc.domain.plans import Plan, Subscription, add_month, current_period
 from walletsvc.domain.rating import Rates
+from walletsvc.services.events import record_event
 
 
 def new_plan(
@@ -72,5 +80,30 @@ async def subscribe(
         period_end=end,
         quota_used_seconds=used,
         changed_by=actor,
+    )
+    periods = PeriodRepository(session)
+    if current is None:
+        # The first period's fee is this plan's, charged when the period closes.
+        await periods.open_subscription(tenant_id, start=start, end=end, plan_id=plan.id, changed_by=actor)
+        fee_from = start
+    elif current.plan_id != plan.id:
+        # The period under way keeps the fee of the plan it started on: the new fee from the next one.
+        await periods.schedule_plan(tenant_id, effective_from=end, plan_id=plan.id, changed_by=actor)
+        fee_from = end
+    else:
+        return subscription, plan  # the same plan again: nothing changed
+    await record_event(
+        session,
+        EventType.SUBSCRIPTION_CHANGED,
+        tenant_id,
+        {
+            "from_plan_id": current.plan_id if current is not None else None,
+            "to_plan_id": plan.id,
+            "changed_by": actor,
+            "effective_at": now.isoformat(),  # the new rates and included minutes apply from now
+            "fee_effective_from": fee_from.isoformat(),  # the first period that pays the new plan's fee
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+        },
     )
     return subscription, plan

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
@@ -31,17 +32,32 @@ class ReconcileReport:
     failed: int = 0
     still_pending: int = 0
     refunds_settled: int = 0
+    auto_topups_resumed: int = 0
     errors: list[str] = field(default_factory=list)
 
 
-async def reconcile(db: Database, gateways: Gateways, *, older_than: timedelta) -> ReconcileReport:
+async def reconcile(
+    db: Database, gateways: Gateways, *, older_than: timedelta, settings: Settings | None = None
+) -> ReconcileReport:
     report = ReconcileReport()
+    if settings is not None:
+        # Auto top-ups whose job gave up (the provider was down): run again, under the same Stripe key.
+        # Their top-ups are then settled below like any other.
+        from walletsvc.services.auto_topup import resume_stale
+
+        report.auto_topups_resumed = await resume_stale(
+            db, gateways, settings, older_than_seconds=int(older_than.total_seconds())
+        )
     async with db.sessionmaker() as session:
         topups = TopupRepository(session)
         pending = await topups.pending_older_than(older_than)
         # A customer may pay a Razorpay order again after a failed attempt; if that capture's webhook and
         # verify call were both lost, only this look finds it.
-        pending += await topups.recently_failed(ProviderName.RAZORPAY, RAZORPAY_RETRY_WINDOW)
+        pending += [  # an expired or cancelled payment link (auto top-up) cannot be paid again
+            topup
+            for topup in await topups.recently_failed(ProviderName.RAZORPAY, RAZORPAY_RETRY_WINDOW)
+            if not (topup.provider_checkout_id or "").startswith("plink_")
+        ]
         refunds = await RefundRepository(session).pending_older_than(older_than)
     for topup in pending:
         report.checked += 1

@@ -28,9 +28,11 @@ from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
 from walletsvc.domain.money import Money
 from walletsvc.domain.topups import Topup, TopupStatus
 from walletsvc.providers.base import PaymentGateway, RefundResult, RefundState
+from walletsvc.services.documents import issue_credit_note
 from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import IntentBoundary, intent_id
+from walletsvc.services.low_balance import Cause, CauseType, note_balance_change
 from walletsvc.services.topups import COUNTER_ACCOUNTS
 
 log = logging.getLogger(__name__)
@@ -163,6 +165,8 @@ async def _record_intent(
         source="api",
         detail=f"{refund.id}: {refund.amount.format()}" + (f", {held} held" if held else ", forced"),
     )
+    if held:  # the hold lowers the available balance, in the transaction the intent commits
+        await note_balance_change(session, tenant_id, Cause(CauseType.TOPUP_REFUND, refund.id))
     await intent.commit()
     return refund
 
@@ -301,6 +305,8 @@ async def debit_refund(
             "reason": current.reason,
         },
     )
+    await issue_credit_note(session, topup, current)  # in this transaction: once per debited refund
+    await note_balance_change(session, topup.tenant_id, Cause(CauseType.TOPUP_REFUND, current.id))
     return await refunds.update(topup.tenant_id, current.id, debited=True, held=0)
 
 
@@ -363,6 +369,7 @@ async def _refund_failed(
         )
         await _take_back_bonus(session, topup, current, refunded_delta=-current.amount.amount)
         await TopupRepository(session).add_refunded(topup.tenant_id, topup.id, -current.amount.amount)
+    await note_balance_change(session, topup.tenant_id, Cause(CauseType.TOPUP_REFUND, current.id))
     detail = current.id if not reason else f"{current.id}: {reason}"
     await TopupRepository(session).add_event(
         topup.tenant_id, topup.id, "refund_failed", source=source, detail=detail

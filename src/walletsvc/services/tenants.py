@@ -12,6 +12,7 @@ from walletsvc.domain.errors import InvalidRequest
 from walletsvc.domain.low_balance import threshold_for
 from walletsvc.domain.money import check_currency
 from walletsvc.domain.tenants import ProviderName, Tenant
+from walletsvc.services.low_balance import set_threshold
 
 _LIMITS = {"low_balance_threshold", "max_concurrent_calls", "daily_spend_cap"}
 
@@ -66,6 +67,10 @@ async def change_tenant(
         raise InvalidRequest("low_balance_threshold is a number of minor units (0 for none)")
     if not isinstance(payments_provider, Keep):
         await TenantRepository(session).set_provider(tenant_id, payments_provider)
+    limits = dict(limits)
+    threshold = limits.pop("low_balance_threshold", None)
+    if threshold is not None:  # evaluated at once: it may start or end a low-balance spell
+        await set_threshold(session, tenant_id, threshold)
     await WalletRepository(session).set_limits(tenant_id, **limits)
 
 

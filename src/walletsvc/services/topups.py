@@ -38,10 +38,13 @@ from walletsvc.domain.topups import (
 )
 from walletsvc.providers.base import Checkout, CheckoutRequest, PaymentState, PaymentStatus
 from walletsvc.providers.razorpay_gateway import payment_status_of
+from walletsvc.services import auto_topup_outcomes
 from walletsvc.services.debts import settle_owed
+from walletsvc.services.documents import issue_topup_invoice
 from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import IntentBoundary, intent_id
+from walletsvc.services.low_balance import Cause, CauseType, note_balance_change
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +226,7 @@ async def credit_topup(
         bonus_rule_id=bonus[0].id if bonus else None,
         payment_id=payment_id,
     )
+    await issue_topup_invoice(session, credited)  # in this transaction: issued once, numbered gap-free
     detail = f"credited {confirmed.format()}" + (f" and a bonus of {bonus[1].format()}" if bonus else "")
     await topups.add_event(tenant_id, topup_id, "succeeded", source=source, detail=detail)
     await record_event(
@@ -236,11 +240,13 @@ async def credit_topup(
             "bonus": money(bonus[1].amount, bonus[1].currency) if bonus else None,
         },
     )
+    await auto_topup_outcomes.topup_credited(session, tenant_id, topup_id, credited=confirmed)
     paid = await settle_owed(session, tenant_id)  # usage the wallet could not pay is paid first
     if paid:
         await topups.add_event(
             tenant_id, topup_id, "owed_settled", source=source, detail=f"{paid} minor units"
         )
+    await note_balance_change(session, tenant_id, Cause(CauseType.TOPUP, topup_id))
     return credited
 
 
@@ -283,6 +289,7 @@ async def fail_topup(
     reason: str,
     source: str,
     payment_id: str | None = None,
+    code: str | None = None,
 ) -> Topup:
     """A failed payment attempt. Order is not assumed: a top-up that already succeeded stays succeeded,
     and a failed one still credits if a success arrives later."""
@@ -303,6 +310,7 @@ async def fail_topup(
             "reason": reason,
         },
     )
+    await auto_topup_outcomes.topup_declined(session, tenant_id, topup_id, reason=reason, code=code)
     return failed
 
 

@@ -38,7 +38,10 @@ from walletsvc.providers.base import (
     str_at,
 )
 from walletsvc.providers.razorpay_gateway import notes_of, payment_status_of, refund_money
+from walletsvc.providers.razorpay_links import link_status_of, link_topup_id
 from walletsvc.providers.stripe_gateway import intent_status, money_of, session_status
+from walletsvc.services import auto_topup_outcomes, payment_methods
+from walletsvc.services.payment_methods import PAYMENT_METHOD_EVENTS
 from walletsvc.services.refunds import debit_refund, settle_provider_refund
 from walletsvc.services.topups import fail_topup, settle_status
 
@@ -123,6 +126,11 @@ async def _locate(
 
 async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, Any]) -> str:
     metadata = obj_at(obj, "metadata")
+    if event_type in PAYMENT_METHOD_EVENTS:
+        outcome, tenant_id = await payment_methods.apply_stripe_event(session, event_type, obj)
+        if tenant_id is not None:
+            _located_tenant.set(tenant_id)
+        return outcome
     if event_type.startswith("checkout.session."):
         located = await _locate(
             session,
@@ -142,13 +150,23 @@ async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, A
         elif event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             return "ignored"
         return await _settled(session, located, status, source=f"stripe:{event_type}")
-    if event_type in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+    if event_type in (
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.requires_action",
+    ):
         intent_id = str_at(obj, "id")
         located = await _locate(
             session, ProviderName.STRIPE, topup_id=str_at(metadata, "topup_id"), payment_id=intent_id
         )
         if located is None:
             return "unknown top-up"
+        if event_type != "payment_intent.succeeded" and await auto_topup_outcomes.intent_waits(
+            session, located, obj
+        ):
+            return "auto top-up requires_action"  # 3-D Secure: waits for the customer, not a decline
+        if event_type == "payment_intent.requires_action":
+            return "ignored"
         if event_type == "payment_intent.succeeded":
             status = intent_status(obj)
         else:
@@ -265,6 +283,30 @@ async def _stripe_charge_refunded(session: AsyncSession, charge: dict[str, Any])
 
 # --- Razorpay ---------------------------------------------------------------------------------------
 
+
+async def _razorpay_payment_link(session: AsyncSession, event_type: str, body: dict[str, Any]) -> str:
+    """An auto top-up's payment link (INR without a mandate): paid credits once, expired or cancelled
+    ends the auto top-up."""
+    topup_id, link_id, link, payment = link_topup_id(body)
+    located = await _locate(session, ProviderName.RAZORPAY, topup_id=topup_id, checkout_id=link_id)
+    if located is None:
+        return "unknown top-up"
+    if event_type == "payment_link.paid":
+        return await _settled(
+            session, located, link_status_of(link, payment), source=f"razorpay:{event_type}"
+        )
+    if event_type in ("payment_link.expired", "payment_link.cancelled"):
+        topup = await fail_topup(
+            session,
+            *located,
+            reason=f"the payment link {event_type.rsplit('.', 1)[1]}",
+            source=f"razorpay:{event_type}",
+            code="payment_link_expired",
+        )
+        return f"top-up {topup.status.value}"
+    return "ignored"
+
+
 _RAZORPAY_REFUND_STATES = {
     "processed": RefundState.SUCCEEDED,
     "created": RefundState.PENDING,
@@ -277,6 +319,8 @@ def _entity(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 async def _apply_razorpay(session: AsyncSession, event_type: str, body: dict[str, Any]) -> str:
+    if event_type.startswith("payment_link."):
+        return await _razorpay_payment_link(session, event_type, body)
     payment = _entity(body, "payment")
     order = _entity(body, "order")
     if event_type in ("payment.captured", "order.paid", "payment.failed"):

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 from pgqueuer import PgQueuer
@@ -14,8 +15,16 @@ from pgqueuer.models import Job, Schedule
 
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
+from walletsvc.db.repositories.auto_topups import RUN_AUTO_TOPUP
+from walletsvc.services.auto_topup_outcomes import configure as configure_auto_topup
+from walletsvc.services.documents import configure_documents
 from walletsvc.services.events import DELIVER_EVENT
 from walletsvc.services.gateways import Gateways, build_gateways
+from walletsvc.services.notifications import MAX_ATTEMPTS as EMAIL_MAX_ATTEMPTS
+from walletsvc.services.notifications import SEND_EMAIL, smtp_config, smtp_off_reason
+from walletsvc.services.periods import CLOSE_PERIODS_JOB
+from walletsvc.services.webhook_delivery import SEND_WEBHOOK, WebhookSender
+from walletsvc.services.webhook_endpoints import load_secret_box
 from walletsvc.worker import jobs
 
 log = logging.getLogger("walletsvc.worker")
@@ -26,6 +35,7 @@ SCHEDULES = {
     "purge_idempotency_keys": "17 * * * *",
     "reconcile": "*/5 * * * *",
     "close_periods": "* * * * *",
+    "issue_statements": "*/10 * * * *",  # last month's statements, once the month has ended (a no-op after)
 }
 
 
@@ -38,6 +48,14 @@ def _retrying(parameters: EntrypointExecutorParameters) -> DatabaseRetryEntrypoi
     return DatabaseRetryEntrypointExecutor(parameters=parameters, max_attempts=10)
 
 
+def _retrying_email(parameters: EntrypointExecutorParameters) -> DatabaseRetryEntrypointExecutor:
+    # An e-mail the server refused for now: 1 s, 2 s, 4 s ... at most 30 min apart. The row counts its own
+    # attempts and gives up (`failed`) before pgqueuer would.
+    return DatabaseRetryEntrypointExecutor(
+        parameters=parameters, max_attempts=EMAIL_MAX_ATTEMPTS + 1, max_delay=timedelta(minutes=30)
+    )
+
+
 @dataclass
 class Worker:
     pgq: PgQueuer
@@ -46,12 +64,42 @@ class Worker:
     pool: asyncpg.Pool
 
 
-def build(settings: Settings, db: Database, gateways: Gateways, pool: asyncpg.Pool) -> PgQueuer:
+def build(
+    settings: Settings,
+    db: Database,
+    gateways: Gateways,
+    pool: asyncpg.Pool,
+    *,
+    webhooks: WebhookSender | None = None,
+) -> PgQueuer:
     pgq = PgQueuer.from_asyncpg_pool(pool)
+    configure_auto_topup(
+        max_consecutive_failures=settings.auto_topup_max_consecutive_failures,
+        retry_backoff_seconds=settings.auto_topup_retry_backoff_seconds,
+    )
+
+    if webhooks is not None:
+
+        @pgq.entrypoint(SEND_WEBHOOK, executor_factory=_retrying)
+        async def send_webhook(job: Job) -> None:
+            await jobs.send_webhook(db, job.payload, webhooks)
 
     @pgq.entrypoint(DELIVER_EVENT, executor_factory=_retrying)
     async def deliver_event(job: Job) -> None:
         await jobs.deliver_event(db, job.payload)
+
+    email_off = smtp_off_reason(settings)
+    if email_off is not None:
+        log.warning(f"e-mail notifications off: {email_off}")  # said once; events still go to webhooks
+    email = smtp_config(settings)
+
+    @pgq.entrypoint(SEND_EMAIL, executor_factory=_retrying_email)
+    async def send_email(job: Job) -> None:
+        await jobs.send_email(db, job.payload, email)
+
+    @pgq.entrypoint(RUN_AUTO_TOPUP, executor_factory=_retrying)
+    async def run_auto_topup(job: Job) -> None:
+        await jobs.run_auto_topup(db, gateways, settings, job.payload)
 
     @pgq.schedule("expire_holds", SCHEDULES["expire_holds"])
     async def expire_holds(_schedule: Schedule) -> None:
@@ -65,8 +113,19 @@ def build(settings: Settings, db: Database, gateways: Gateways, pool: asyncpg.Po
     async def reconcile(_schedule: Schedule) -> None:
         await jobs.reconcile_pending(db, gateways, settings)
 
-    @pgq.schedule("close_periods", SCHEDULES["close_periods"])
-    async def close_periods(_schedule: Schedule) -> None:
+    if settings.period_close_schedule:  # PERIOD_CLOSE_SCHEDULE (default SCHEDULES["close_periods"])
+
+        @pgq.schedule("close_periods", settings.period_close_schedule)
+        async def close_periods(_schedule: Schedule) -> None:
+            await jobs.close_periods(db)
+
+    @pgq.schedule("issue_statements", SCHEDULES["issue_statements"])
+    async def issue_statements(_schedule: Schedule) -> None:
+        await jobs.issue_statements(db)
+
+    # The same close, asked for now (`walletsvc periods close --enqueue`): any worker picks it.
+    @pgq.entrypoint(CLOSE_PERIODS_JOB, executor_factory=_retrying)
+    async def close_periods_now(_job: Job) -> None:
         await jobs.close_periods(db)
 
     return pgq
@@ -75,11 +134,18 @@ def build(settings: Settings, db: Database, gateways: Gateways, pool: asyncpg.Po
 @asynccontextmanager
 async def worker(settings: Settings, url: str, *, concurrency: int) -> AsyncIterator[Worker]:
     db = Database.connect(url, pool_size=max(2, concurrency), max_overflow=2)
+    configure_documents(db.sessionmaker, settings)  # invoices issued by reconcile, statements
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=max(4, concurrency + 2))
     gateways = build_gateways(settings)
+    webhooks = WebhookSender(settings, load_secret_box(settings))
+    if webhooks.box is None:  # said once; deliveries are recorded as refused until the key is set
+        log.warning("webhook deliveries cannot be signed: WEBHOOK_SECRETS_KEY is not set")
     try:
-        yield Worker(pgq=build(settings, db, gateways, pool), db=db, gateways=gateways, pool=pool)
+        yield Worker(
+            pgq=build(settings, db, gateways, pool, webhooks=webhooks), db=db, gateways=gateways, pool=pool
+        )
     finally:
+        await webhooks.aclose()
         await gateways.aclose()
         await pool.close()
         await db.dispose()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
-from walletsvc.services import calls, events, periods, retention
+from walletsvc.services import auto_topup, calls, events, notifications, periods, retention, statements
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.reconcile import reconcile
+from walletsvc.services.webhook_delivery import WebhookSender
 
 log = logging.getLogger("walletsvc.worker")
 
@@ -30,9 +31,39 @@ async def deliver_event(db: Database, raw: bytes | None) -> None:
     log.info("event dispatched", extra={"event_id": event_id, "queued": queued})
 
 
+async def send_email(db: Database, raw: bytes | None, config: notifications.SmtpConfig | None) -> None:
+    email_id = int(str(job_payload(raw)["email_id"]))
+    status = await notifications.send_email(db, email_id, config=config)  # EmailRetry: run again later
+    log.info("e-mail job done", extra={"email_id": email_id, "status": status})
+
+
+async def send_webhook(db: Database, raw: bytes | None, sender: WebhookSender) -> None:
+    payload = job_payload(raw)
+    delivery_id, attempt = int(str(payload["delivery_id"])), int(str(payload["attempt"]))
+    outcome = await sender.run(db, delivery_id, attempt)  # a failed attempt queues its own retry
+    log.info("webhook job done", extra={"delivery_id": delivery_id, "attempt": attempt, "outcome": outcome})
+
+
+async def run_auto_topup(db: Database, gateways: Gateways, settings: Settings, raw: bytes | None) -> None:
+    payload = job_payload(raw)
+    tenant_id, attempt_id = str(payload["tenant_id"]), str(payload["auto_topup_id"])
+    status = await auto_topup.run_auto_topup(
+        db, gateways, settings, tenant_id=tenant_id, auto_topup_id=attempt_id
+    )  # ProviderUnavailable: raised, so the job runs again under the same idempotency key
+    log.info("auto top-up job done", extra={"auto_topup_id": attempt_id, "status": status.value})
+
+
 async def close_periods(db: Database) -> None:
-    closed = await periods.close_due_periods(db)
-    log.info("periods closed", extra={"closed": closed})
+    report = await periods.close_due_periods_report(db)
+    log.info("periods closed", extra={"closed": report.closed, "busy": report.busy, "failed": report.failed})
+
+
+async def issue_statements(db: Database) -> None:
+    run = await statements.issue_due_statements(db, now=datetime.now(UTC))
+    if run.issued or run.failed:
+        log.info(
+            "statements issued", extra={"period": run.period, "issued": run.issued, "failed": run.failed}
+        )
 
 
 async def expire_holds(db: Database) -> None:
@@ -45,7 +76,9 @@ async def purge_idempotency_keys(db: Database, settings: Settings) -> None:
 
 
 async def reconcile_pending(db: Database, gateways: Gateways, settings: Settings) -> None:
-    report = await reconcile(db, gateways, older_than=timedelta(seconds=settings.reconcile_after_seconds))
+    report = await reconcile(
+        db, gateways, older_than=timedelta(seconds=settings.reconcile_after_seconds), settings=settings
+    )
     log.info(
         "reconcile",
         extra={

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Path, Query, status
 from pydantic import BaseModel, Field
 
-from walletsvc.api.deps import AdminDep, SessionDep, WalletReaderDep
+from walletsvc.api.deps import AdminDep, Idempotent, SessionDep, WalletReaderDep
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.api.schemas.common import Page, decode_int_cursor, encode_cursor, problem_responses
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
+from walletsvc.api.schemas.webhook_endpoints import DeliveryOut, RedeliverIn, RedeliverOut
+from walletsvc.domain.errors import NotFound
 from walletsvc.domain.events import EventType
-from walletsvc.services.events import Event, list_events
+from walletsvc.services.events import Event, get_event, list_events
+from walletsvc.services.webhook_delivery import deliveries_of, redeliver
 
 router = APIRouter(tags=["events"], route_class=TransactionalRoute)
 
@@ -31,8 +34,9 @@ class EventOut(BaseModel):
         examples=[{"adjustment_id": "adj_1", "amount": {"amount": 50000, "currency": "INR"}}],
     )
     delivery: str = Field(
-        description="`pending`, or `no_endpoints`: webhook endpoints do not exist yet",
-        examples=["no_endpoints"],
+        description="`pending` (the worker has not dispatched it yet), `dispatched` (its webhook deliveries "
+        "and e-mails are queued: see GET /v1/admin/events/{event_id}), or `no_endpoints` (nobody wanted it)",
+        examples=["dispatched"],
     )
 
     @classmethod
@@ -85,3 +89,64 @@ async def list_all_events(
     limit: Limit = 50,
 ) -> Page[EventOut]:
     return await _page(session, tenant_id, type, cursor, limit)
+
+
+EVENT_ID = Annotated[
+    str, Path(pattern=r"^evt_[0-9a-f]{32}$", examples=["evt_3f2a9c0d6b1e4a7f8c5d2e1b0a9f8e7d"])
+]
+
+
+class EventWithDeliveries(EventOut):
+    deliveries: list[DeliveryOut] = Field(
+        description="One per webhook endpoint it went to, with every attempt"
+    )
+
+
+@router.get(
+    "/v1/events/{event_id}", summary="One of the caller's events", responses=problem_responses(403, 404)
+)
+async def get_my_event(event_id: EVENT_ID, session: SessionDep, caller: WalletReaderDep) -> EventOut:
+    event = await get_event(session, event_id)
+    if event is None or event.tenant_id != caller.own_tenant():
+        raise NotFound("event", event_id)
+    return EventOut.of(event)
+
+
+@router.get(
+    "/v1/admin/events/{event_id}",
+    summary="An event with its webhook deliveries and every attempt",
+    tags=["admin: events"],
+    responses=problem_responses(403, 404),
+)
+async def get_event_deliveries(
+    event_id: EVENT_ID, session: SessionDep, admin: AdminDep
+) -> EventWithDeliveries:
+    event = await get_event(session, event_id)
+    if event is None:
+        raise NotFound("event", event_id)
+    found = await deliveries_of(session, event_id)
+    return EventWithDeliveries(
+        **EventOut.of(event).model_dump(),
+        deliveries=[DeliveryOut.of(d, found.attempts[d.id]) for d in found.deliveries],
+    )
+
+
+@router.post(
+    "/v1/admin/events/{event_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Queue a fresh delivery attempt of an event",
+    description="To `endpoint_id`, or (no body) to every enabled endpoint the event went to or that wants it "
+    "now: a delivered, failed or canceled delivery is attempted once more (a re-enabled endpoint's too), with "
+    "its retries. 409 `CONFLICT` when the endpoint is disabled or no enabled endpoint takes the event.",
+    tags=["admin: events"],
+    responses=problem_responses(403, 404, 409),
+    dependencies=[Idempotent],
+)
+async def redeliver_event(
+    event_id: EVENT_ID,
+    session: SessionDep,
+    admin: AdminDep,
+    body: Annotated[RedeliverIn, Body(default_factory=RedeliverIn)],
+) -> RedeliverOut:
+    queued = await redeliver(session, event_id, endpoint_id=body.endpoint_id)
+    return RedeliverOut(event_id=event_id, queued=queued)

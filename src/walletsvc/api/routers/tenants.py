@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query, status
 
-from walletsvc.api.deps import AdminDep, Idempotent, SessionDep
+from walletsvc.api.deps import AdminDep, Idempotent, SessionDep, SettingsDep
 from walletsvc.api.metrics import LEDGER_ENTRIES
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.api.schemas.charging import TenantPatch
@@ -37,7 +37,9 @@ TenantIdPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN)]
     responses=problem_responses(403, 409),
     dependencies=[Idempotent],
 )
-async def create_tenant(body: TenantCreate, session: SessionDep, admin: AdminDep) -> TenantOut:
+async def create_tenant(
+    body: TenantCreate, session: SessionDep, settings: SettingsDep, admin: AdminDep
+) -> TenantOut:
     await open_tenant(
         session,
         tenant_id=body.id,
@@ -47,6 +49,7 @@ async def create_tenant(body: TenantCreate, session: SessionDep, admin: AdminDep
         data_residency_region=body.data_residency_region,
         payments_provider=ProviderName(body.payments_provider) if body.payments_provider else None,
         low_balance_threshold=body.low_balance_threshold,
+        default_thresholds=settings.low_balance_thresholds,
     )
     tenant, wallet = await TenantDirectory(session).get(body.id)
     return TenantOut.of(tenant, wallet)

@@ -68,6 +68,18 @@ class WalletOut(BaseModel):
         )
 
 
+class LowBalanceThresholdIn(BaseModel):
+    """A tenant's own low-balance threshold: below it (available balance), `wallet.low_balance` is sent."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"amount": 50_000, "currency": "INR"}]}
+    )
+    amount: StrictInt = Field(ge=0, le=MAX_AMOUNT, description="Minor units; 0 turns low-balance alerts off")
+    currency: str | None = Field(
+        default=None, pattern=r"^[A-Z]{3}$", description="Optional: checked against the wallet's currency"
+    )
+
+
 class TenantCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra=examples.of(examples.TENANT_CREATE))
     id: str = Field(pattern=TENANT_ID_PATTERN, description="The platform's own id for the tenant")
@@ -78,7 +90,13 @@ class TenantCreate(BaseModel):
     payments_provider: Literal["stripe", "razorpay"] | None = Field(
         default=None, description="Empty: the geography default"
     )
-    low_balance_threshold: StrictInt = Field(default=0, ge=0, le=MAX_AMOUNT, description="Minor units")
+    low_balance_threshold: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="Minor units; 0: no low-balance alerts; omitted: the currency's default "
+        "(LOW_BALANCE_THRESHOLDS)",
+    )
 
     @field_validator("currency")
     @classmethod

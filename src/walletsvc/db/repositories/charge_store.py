@@ -29,6 +29,7 @@ _RATE_COLUMNS = (
 _LOCK = f"""
 SELECT w.tenant_id, w.currency, w.balance, w.reserved, w.ledger_seq, w.flagged, w.owed, w.spent_day,
        w.spent_today, w.max_concurrent_calls, w.daily_spend_cap, w.low_balance_threshold,
+       w.low_balance_since, w.low_balance_alerted_at,
        s.plan_id, s.period_start, s.period_end, s.quota_used_seconds, p.included_minutes,
        {", ".join(f"p.{c} AS p_{c}" for c in _RATE_COLUMNS)},
        {", ".join(f"d.{c} AS d_{c}" for c in _RATE_COLUMNS)}
@@ -84,7 +85,7 @@ WITH ledger AS (
 )
 UPDATE wallets
    SET balance = $14, reserved = $15, ledger_seq = $16, flagged = $17, owed = $18, spent_day = $19,
-       spent_today = $20, updated_at = now()
+       spent_today = $20, low_balance_since = $21, low_balance_alerted_at = $22, updated_at = now()
  WHERE tenant_id = $1
 """
 
@@ -136,6 +137,8 @@ class ChargeStore:
             max_concurrent_calls=row["max_concurrent_calls"],
             daily_spend_cap=row["daily_spend_cap"],
             low_balance_threshold=row["low_balance_threshold"],
+            low_balance_since=row["low_balance_since"],
+            low_balance_alerted_at=row["low_balance_alerted_at"],
         )
 
         def rates(prefix: str) -> Rates | None:
@@ -224,4 +227,6 @@ class ChargeStore:
             wallet.owed,
             spent_day,
             wallet.spent_today,
+            wallet.low_balance_since,
+            wallet.low_balance_alerted_at,
         )

@@ -81,6 +81,10 @@ class LockedWallet:
     max_concurrent_calls: int | None
     daily_spend_cap: int | None
     low_balance_threshold: int
+    # The low-balance alert state (domain/low_balance.py); written by services/low_balance.py, not by
+    # save_wallet.
+    low_balance_since: datetime | None = None
+    low_balance_alerted_at: datetime | None = None
 
     @property
     def available(self) -> int:
@@ -108,6 +112,8 @@ class UsageRepository:
                     w.max_concurrent_calls,
                     w.daily_spend_cap,
                     w.low_balance_threshold,
+                    w.low_balance_since,
+                    w.low_balance_alerted_at,
                 )
                 .where(w.tenant_id == tenant_id)
                 .with_for_update()

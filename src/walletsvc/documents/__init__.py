@@ -1,0 +1,1 @@
+"""PDF rendering of issued documents, and the fonts it embeds (fonts/README.md)."""
