@@ -39,6 +39,7 @@ from walletsvc.domain.events import EventType, money
 from walletsvc.domain.plans import current_period, settle_charge
 from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
 from walletsvc.request_effects import untracked
+from walletsvc.services.auto_topup_trigger import cause_text, consider_auto_topup_raw
 from walletsvc.services.events import record_event_raw
 from walletsvc.services.low_balance import WalletAlerts, record_insufficient_funds_raw
 from walletsvc.services.pricing import configured_rates
@@ -290,6 +291,17 @@ class ChargeWriter:
             # What could not be paid in full, and a threshold crossed: a statement each, only when there is one.
             await record_insufficient_funds_raw(conn, inserted)
             await alerts.record_raw(conn, wallet, new)
+            # Below the auto top-up threshold: start one (unless one is in flight), in this transaction.
+            await consider_auto_topup_raw(
+                conn,
+                tenant_id,
+                cause=cause_text("charge", str(inserted[-1].id) if inserted else None),
+                available=wallet.available,
+                threshold=wallet.auto_topup_threshold,
+                active=wallet.auto_topup_enabled,
+                paused_until=wallet.auto_topup_paused_until,
+                now=now,
+            )
 
         by_key = {**existing, **new}
         outcomes: list[ChargeOutcome | WalletError] = []

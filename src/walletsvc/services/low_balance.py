@@ -35,6 +35,7 @@ from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest, NotFound
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.low_balance import AlertState, Cause, CauseType, Signal, evaluate
+from walletsvc.services.auto_topup_trigger import cause_text, consider_auto_topup
 from walletsvc.services.events import record_event, record_event_raw
 
 __all__ = [
@@ -90,6 +91,9 @@ async def note_balance_change(
                 w.low_balance_threshold,
                 w.low_balance_since,
                 w.low_balance_alerted_at,
+                w.auto_topup_enabled,
+                w.auto_topup_threshold,
+                w.auto_topup_paused_until,
             )
             .where(w.tenant_id == tenant_id)
             .with_for_update()
@@ -97,7 +101,16 @@ async def note_balance_change(
     ).one_or_none()
     if row is None:
         raise NotFound("wallet", tenant_id)
-    currency, balance, reserved, threshold, since, alerted_at = row
+    currency, balance, reserved, threshold, since, alerted_at, at_enabled, at_threshold, at_paused = row
+    await consider_auto_topup(  # auto top-up: a statement only when below its threshold
+        session,
+        tenant_id,
+        cause=cause_text(cause.type.value, cause.id),
+        available=balance - reserved,
+        threshold=at_threshold,
+        active=at_enabled,
+        paused_until=at_paused,
+    )
     return await _decide(
         session,
         tenant_id,
@@ -116,6 +129,15 @@ async def note_locked_wallet(
 ) -> Signal | None:
     """As note_balance_change, for a wallet the caller holds locked and has saved (`wallet` is kept up to
     date with the new state)."""
+    await consider_auto_topup(  # auto top-up: a statement only when below its threshold
+        session,
+        wallet.tenant_id,
+        cause=cause_text(cause.type.value, cause.id),
+        available=wallet.available,
+        threshold=wallet.auto_topup_threshold,
+        active=wallet.auto_topup_enabled,
+        paused_until=wallet.auto_topup_paused_until,
+    )
     if wallet.low_balance_threshold <= 0 and wallet.low_balance_since is None:
         return None  # alerts off and no spell to end: the common case costs nothing
     signal = await _decide(

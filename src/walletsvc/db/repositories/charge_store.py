@@ -30,6 +30,7 @@ _LOCK = f"""
 SELECT w.tenant_id, w.currency, w.balance, w.reserved, w.ledger_seq, w.flagged, w.owed, w.spent_day,
        w.spent_today, w.max_concurrent_calls, w.daily_spend_cap, w.low_balance_threshold,
        w.low_balance_since, w.low_balance_alerted_at,
+       w.auto_topup_enabled, w.auto_topup_threshold, w.auto_topup_paused_until,
        s.plan_id, s.period_start, s.period_end, s.quota_used_seconds, p.included_minutes,
        {", ".join(f"p.{c} AS p_{c}" for c in _RATE_COLUMNS)},
        {", ".join(f"d.{c} AS d_{c}" for c in _RATE_COLUMNS)}
@@ -139,6 +140,9 @@ class ChargeStore:
             low_balance_threshold=row["low_balance_threshold"],
             low_balance_since=row["low_balance_since"],
             low_balance_alerted_at=row["low_balance_alerted_at"],
+            auto_topup_enabled=row["auto_topup_enabled"],
+            auto_topup_threshold=row["auto_topup_threshold"],
+            auto_topup_paused_until=row["auto_topup_paused_until"],
         )
 
         def rates(prefix: str) -> Rates | None:

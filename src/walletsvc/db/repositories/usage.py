@@ -85,6 +85,10 @@ class LockedWallet:
     # save_wallet.
     low_balance_since: datetime | None = None
     low_balance_alerted_at: datetime | None = None
+    # Auto top-up (services/auto_topup.py): read with the lock, never written by save_wallet.
+    auto_topup_enabled: bool = False
+    auto_topup_threshold: int | None = None
+    auto_topup_paused_until: datetime | None = None
 
     @property
     def available(self) -> int:
@@ -114,6 +118,9 @@ class UsageRepository:
                     w.low_balance_threshold,
                     w.low_balance_since,
                     w.low_balance_alerted_at,
+                    w.auto_topup_enabled,
+                    w.auto_topup_threshold,
+                    w.auto_topup_paused_until,
                 )
                 .where(w.tenant_id == tenant_id)
                 .with_for_update()
