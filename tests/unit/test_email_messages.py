@@ -30,14 +30,71 @@ def _render(type: str, payload: Any, tenant: str = "Acme Calls") -> tuple[str, s
     return rendered.subject, rendered.text, rendered.html
 
 
-def test_the_emailed_types_are_the_five_billing_contacts_need() -> None:
+def test_the_emailed_types_are_the_ones_billing_contacts_need() -> None:
     assert sorted(EMAILED_TYPES) == [
+        "auto_topup.capped",
+        "auto_topup.disabled",
+        "auto_topup.payment_link_sent",
+        "auto_topup.requires_action",
         "plan_fee.owed",
         "topup.failed",
         "topup.succeeded",
         "wallet.low_balance",
         "wallet.low_balance_resolved",
     ]
+
+
+@pytest.mark.parametrize(
+    ("type", "payload", "subject", "shown"),
+    [
+        (
+            EventType.AUTO_TOPUP_REQUIRES_ACTION,
+            {
+                "auto_topup_id": "at_1",
+                "amount": {"amount": 2000, "currency": "USD"},
+                "action_url": "https://hooks.stripe.com/3d_secure/at_1",
+            },
+            "Confirm the automatic top-up of $20.00 for Acme Calls",
+            ["https://hooks.stripe.com/3d_secure/at_1", "3-D Secure"],
+        ),
+        (
+            EventType.AUTO_TOPUP_DISABLED,
+            {"reason": "failures", "consecutive_failures": 3, "last_failure": "Your card was declined."},
+            "Auto top-up switched off for Acme Calls",
+            ["3", "Your card was declined.", "Save a new card"],
+        ),
+        (
+            EventType.AUTO_TOPUP_CAPPED,
+            {
+                "cap": "max_per_day",
+                "detail": "2 auto top-ups a day",
+                "amount": {"amount": 500, "currency": "USD"},
+                "until": "2026-12-02T00:00:00+00:00",
+            },
+            "Auto top-up limit reached for Acme Calls",
+            ["2 auto top-ups a day", "$5.00", "2026-12-02T00:00:00+00:00"],
+        ),
+        (
+            EventType.AUTO_TOPUP_PAYMENT_LINK_SENT,
+            {
+                "topup_id": "tu_1",
+                "amount": {"amount": 50000, "currency": "INR"},
+                "url": "https://rzp.io/i/abc123",
+                "expires_at": 1796169600,
+            },
+            "Pay Rs 500.00 to top up Acme Calls",
+            ["https://rzp.io/i/abc123", "2 Dec 2026, 00:00 UTC", "tu_1"],
+        ),
+    ],
+)
+def test_auto_topup_emails_say_what_to_do(
+    type: EventType, payload: dict[str, Any], subject: str, shown: list[str]
+) -> None:
+    found_subject, text, html = _render(type, payload)
+    assert found_subject == subject
+    for expected in shown:
+        assert expected in text
+        assert expected in html
     assert render("adjustment.created", {}, tenant_name="A", event_id="evt_1", created_at=WHEN) is None
 
 

@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -30,6 +30,12 @@ EMAILED_TYPES: frozenset[str] = frozenset(
         EventType.TOPUP_SUCCEEDED.value,
         EventType.TOPUP_FAILED.value,
         EventType.PLAN_FEE_OWED.value,
+        # Auto top-up: what the customer must act on. Its success and failure are e-mailed as the
+        # top-up's own receipt and payment failure (topup.succeeded / topup.failed), once each.
+        EventType.AUTO_TOPUP_REQUIRES_ACTION.value,
+        EventType.AUTO_TOPUP_DISABLED.value,
+        EventType.AUTO_TOPUP_CAPPED.value,
+        EventType.AUTO_TOPUP_PAYMENT_LINK_SENT.value,
     }
 )
 
@@ -128,7 +134,7 @@ def _topup_succeeded(p: Mapping[str, Any], tenant: str) -> _Content:
             ("Paid with", provider.capitalize() if provider else None),
             ("Top-up", _text(p.get("topup_id"), 80)),
         ),
-        closing="Keep this e-mail as your receipt. An invoice follows separately.",
+        closing="Keep this e-mail as your receipt; the invoice for this top-up is attached as a PDF.",
     )
 
 
@@ -164,12 +170,81 @@ def _plan_fee_owed(p: Mapping[str, Any], tenant: str) -> _Content:
     )
 
 
+def _auto_topup_requires_action(p: Mapping[str, Any], tenant: str) -> _Content:
+    amount = money_text(p.get("amount"))
+    return _Content(
+        subject=f"Confirm the automatic top-up of {amount} for {tenant}"
+        if amount
+        else f"Confirm the automatic top-up for {tenant}",
+        intro=f"Your bank asks you to confirm the automatic top-up of the {tenant} wallet (3-D Secure). "
+        "Until you do, it is not charged and no other automatic top-up starts.",
+        rows=_rows(
+            ("Amount", amount),
+            ("Confirm at", _text(p.get("action_url"), 500)),
+            ("Auto top-up", _text(p.get("auto_topup_id"), 80)),
+        ),
+        closing="Open the link above to confirm the payment; the wallet is credited once it succeeds.",
+    )
+
+
+def _auto_topup_disabled(p: Mapping[str, Any], tenant: str) -> _Content:
+    failures = p.get("consecutive_failures")
+    return _Content(
+        subject=f"Auto top-up switched off for {tenant}",
+        intro=f"Automatic top-up of the {tenant} wallet has been switched off after repeated declines.",
+        rows=_rows(
+            ("Declines in a row", str(failures) if isinstance(failures, int) else None),
+            ("Last reason", _text(p.get("last_failure"))),
+        ),
+        closing="Save a new card or switch auto top-up on again from the billing page.",
+    )
+
+
+def _auto_topup_capped(p: Mapping[str, Any], tenant: str) -> _Content:
+    return _Content(
+        subject=f"Auto top-up limit reached for {tenant}",
+        intro=f"An automatic top-up of the {tenant} wallet was not made: it would pass a limit you set.",
+        rows=_rows(
+            ("Amount", money_text(p.get("amount"))),
+            ("Limit", _text(p.get("detail"))),
+            ("Next possible", _text(p.get("until"), 40)),
+        ),
+        closing="Raise the daily or monthly limit on the billing page, or top up by hand.",
+    )
+
+
+def _auto_topup_payment_link(p: Mapping[str, Any], tenant: str) -> _Content:
+    amount = money_text(p.get("amount"))
+    expires = p.get("expires_at")  # a Unix time, as Razorpay's expire_by
+    expiry = (
+        _when(datetime.fromtimestamp(expires, UTC))
+        if isinstance(expires, int) and not isinstance(expires, bool) and 0 < expires < 10**11
+        else _text(expires, 40)
+    )
+    return _Content(
+        subject=f"Pay {amount} to top up {tenant}" if amount else f"Pay to top up {tenant}",
+        intro=f"The {tenant} wallet is below its auto top-up threshold and has no saved payment method "
+        "that can be charged automatically. Pay this link to top it up.",
+        rows=_rows(
+            ("Amount", amount),
+            ("Pay at", _text(p.get("url"), 500)),
+            ("Link expires", expiry),
+            ("Top-up", _text(p.get("topup_id"), 80)),
+        ),
+        closing="The wallet is credited once the payment succeeds.",
+    )
+
+
 _CONTENT = {
     EventType.WALLET_LOW_BALANCE.value: _low_balance,
     EventType.WALLET_LOW_BALANCE_RESOLVED.value: _low_balance_resolved,
     EventType.TOPUP_SUCCEEDED.value: _topup_succeeded,
     EventType.TOPUP_FAILED.value: _topup_failed,
     EventType.PLAN_FEE_OWED.value: _plan_fee_owed,
+    EventType.AUTO_TOPUP_REQUIRES_ACTION.value: _auto_topup_requires_action,
+    EventType.AUTO_TOPUP_DISABLED.value: _auto_topup_disabled,
+    EventType.AUTO_TOPUP_CAPPED.value: _auto_topup_capped,
+    EventType.AUTO_TOPUP_PAYMENT_LINK_SENT.value: _auto_topup_payment_link,
 }
 
 
