@@ -1,6 +1,23 @@
 """Charges per second: the service over HTTP against a trivial endpoint and the raw SQL ceiling.
 
-Run: .venv/bin/python bench/charges.py [--clients 32] [--seconds 8] [--wallets 10000]
+Measures, in one run on a fresh database (embedded PostgreSQL, or a server with --database-url):
+
+1. the client curve: GET /healthz (trivial endpoint) and POST /v1/usage on one hot wallet at 1, 2, 4, 8,
+   16, 32, 64 concurrent clients (throughput, p50 and p99);
+2. POST /v1/usage spread over 10,000 wallets at --clients;
+3. open loop: at 70 % of the peak rate measured above (hot wallet, and many wallets), requests at a fixed
+   arrival rate; p50 and p99 from each request's scheduled send time;
+4. one server with `--workers 2`, and two separate `walletsvc serve` processes on the same database
+   (the load split between them): the figures and their ratio to one worker;
+5. raw SQL ceilings from asyncpg, no HTTP: one statement per charge (wallet update + charge row + ledger
+   row) on the hot wallet and over the 10,000 wallets, and one statement per 100 charges (set-based,
+   wallets locked in sorted order), the ceiling of POST /v1/usage/batch.
+
+Writes every figure to bench/results/charges-<date>.json and bench/results/latest.json, and the chart to
+bench/results/charges.png (matplotlib, a locked dev dependency). Not a test: nothing is asserted about
+time. This machine is shared and has two cores for client, server and database: quote medians of runs.
+
+Run: .venv/bin/python bench/charges.py [--seconds 5] [--clients 32] [--database-url postgresql://...]
 """
 
 from __future__ import annotations
@@ -9,126 +26,62 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
-import signal
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
-import jwt
+from harness import BenchDatabase, RawHTTP, Server, bench_database, describe, run_cli, start_server, token
+from load import closed_loop, open_loop
+from results import chart_charges, save
 
-ROOT = Path(__file__).resolve().parents[1]
-JWT_SECRET = "bench-" + secrets.token_hex(16)
+RAW_CHARGE = """
+WITH w AS (
+    UPDATE wallets SET balance = balance - $2, ledger_seq = ledger_seq + 1, updated_at = now()
+     WHERE tenant_id = $1 AND balance - reserved >= $2
+ RETURNING tenant_id, balance, ledger_seq
+), c AS (
+    INSERT INTO usage_charges (tenant_id, kind, reference_id, quantity, amount, currency, charged, created_by)
+    SELECT tenant_id, 'sms', $3, 1, $2, 'USD', $2, 'bench' FROM w
+ RETURNING id
+)
+INSERT INTO ledger_entries (tenant_id, seq, type, amount, currency, balance_before, balance_after,
+                            counter_account, reference_type, reference_id, description, actor)
+SELECT w.tenant_id, w.ledger_seq, 'usage_charge', -$2, 'USD', w.balance + $2, w.balance, 'revenue:usage',
+       'usage_charge', c.id::text, 'sms', 'bench'
+  FROM w, c
+"""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def admin_headers() -> dict[str, str]:
-    token = jwt.encode({"sub": "bench", "role": "super_admin", "exp": int(time.time()) + 7200}, JWT_SECRET)
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def run_load(
-    name: str, clients: int, seconds: float, one: Callable[[int, int], Awaitable[None]]
-) -> dict[str, float]:
-    """`clients` tasks call `one(client, i)` back to back for `seconds`; latency of each call kept."""
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-
-    async def client(n: int) -> None:
-        i = 0
-        while time.perf_counter() < deadline:
-            started = time.perf_counter()
-            await one(n, i)
-            latencies.append(time.perf_counter() - started)
-            i += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(clients)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    result = {
-        "rate": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-        "count": len(latencies),
-    }
-    print(
-        f"  {name:<34} {result['rate']:>9,.0f}/s   p50 {result['p50_ms']:6.1f} ms   p99 {result['p99_ms']:6.1f} ms"
-        f"   ({result['count']:,} in {elapsed:.1f} s)",
-        flush=True,
-    )
-    return result
-
-
-class RawHTTP:
-    """A minimal HTTP/1.1 keep-alive client on asyncio streams. httpx costs several times more CPU per
-    request than the server's trivial endpoint does, and client and server share this machine's two
-    cores: a heavy client would hide the server's own cost and flatter every ratio."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(
-        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-    ) -> tuple[int, bytes]:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        assert self.reader is not None
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}", f"Content-Length: {len(body)}"]
-        if body:
-            lines.append("Content-Type: application/json")
-        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
-        status_line = await self.reader.readline()
-        status = int(status_line.split()[1])
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-
-
-def start_server(port: int, env: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "walletsvc.cli", "serve", "--port", str(port), "--workers", str(workers)],
-        cwd=env["BENCH_CWD"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-async def wait_ready(base: str) -> None:
-    async with httpx.AsyncClient(base_url=base) as c:
-        for _ in range(300):
-            try:
-                if (await c.get("/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit("the server did not become ready")
+# Many charges (tenant ids $1, references $2, each of $3) in one statement: the wallets locked in sorted
+# order (no deadlock between concurrent batches), each wallet updated once, the rows chained set-wise.
+RAW_BATCH = """
+WITH input AS (
+    SELECT t, ref, ord FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(t, ref, ord)
+), per_wallet AS (
+    SELECT t, count(*) AS n FROM input GROUP BY t
+), locked AS (
+    SELECT w.tenant_id FROM wallets w JOIN per_wallet p ON p.t = w.tenant_id
+     ORDER BY w.tenant_id FOR UPDATE OF w
+), w AS (
+    UPDATE wallets SET balance = wallets.balance - $3 * p.n, ledger_seq = wallets.ledger_seq + p.n,
+                       updated_at = now()
+      FROM locked l JOIN per_wallet p ON p.t = l.tenant_id
+     WHERE wallets.tenant_id = l.tenant_id AND wallets.balance - wallets.reserved >= $3 * p.n
+ RETURNING wallets.tenant_id, wallets.balance + $3 * p.n AS start_balance, wallets.ledger_seq - p.n AS start_seq
+), numbered AS (
+    SELECT i.t, i.ref, row_number() OVER (PARTITION BY i.t ORDER BY i.ord) AS rn FROM input i
+), c AS (
+    INSERT INTO usage_charges (tenant_id, kind, reference_id, quantity, amount, currency, charged, created_by)
+    SELECT n.t, 'sms', n.ref, 1, $3, 'USD', $3, 'bench' FROM numbered n JOIN w ON w.tenant_id = n.t
+ RETURNING id, tenant_id, reference_id
+)
+INSERT INTO ledger_entries (tenant_id, seq, type, amount, currency, balance_before, balance_after,
+                            counter_account, reference_type, reference_id, description, actor)
+SELECT n.t, w.start_seq + n.rn, 'usage_charge', -$3, 'USD', w.start_balance - $3 * (n.rn - 1),
+       w.start_balance - $3 * n.rn, 'revenue:usage', 'usage_charge', c.id::text, 'sms', 'bench'
+  FROM numbered n JOIN w ON w.tenant_id = n.t JOIN c ON c.tenant_id = n.t AND c.reference_id = n.ref
+"""
 
 
 async def seed(dsn: str, tenants: list[str], balance: int) -> None:
@@ -156,162 +109,303 @@ async def seed(dsn: str, tenants: list[str], balance: int) -> None:
         await conn.close()
 
 
-RAW_CHARGE = """
-WITH w AS (
-    UPDATE wallets SET balance = balance - $2, ledger_seq = ledger_seq + 1, updated_at = now()
-     WHERE tenant_id = $1 AND balance - reserved >= $2
- RETURNING tenant_id, balance, ledger_seq
-), c AS (
-    INSERT INTO usage_charges (tenant_id, kind, reference_id, quantity, amount, currency, charged, created_by)
-    SELECT tenant_id, 'sms', $3, 1, $2, 'USD', $2, 'bench' FROM w
- RETURNING id
-)
-INSERT INTO ledger_entries (tenant_id, seq, type, amount, currency, balance_before, balance_after,
-                            counter_account, reference_type, reference_id, description, actor)
-SELECT w.tenant_id, w.ledger_seq, 'usage_charge', -$2, 'USD', w.balance + $2, w.balance, 'revenue:usage',
-       'usage_charge', c.id::text, 'sms', 'bench'
-  FROM w, c
-"""
+class Traffic:
+    """The requests of the bench, each on a given connection: a trivial GET and a usage charge."""
+
+    def __init__(self, key: dict[str, str], hot: str, many: list[str]) -> None:
+        self.key, self.hot, self.many = key, hot, many
+        self.run = uuid.uuid4().hex[:6]
+
+    async def trivial(self, conn: RawHTTP) -> None:
+        status, _ = await conn.request("GET", "/healthz")
+        assert status == 200
+
+    async def charge(self, conn: RawHTTP, tenant_id: str, reference: str) -> None:
+        body = {
+            "tenant_id": tenant_id,
+            "kind": "sms",
+            "reference_id": f"{self.run}-{reference}",
+            "quantity": 1,
+        }
+        status, answer = await conn.request("POST", "/v1/usage", json.dumps(body).encode(), self.key)
+        assert status == 201, answer
+
+    def spread_tenant(self, n: int, i: int) -> str:
+        return self.many[(n * 7919 + i) % len(self.many)]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--wallets", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
-    args = parser.parse_args()
+def closed(
+    connections: list[RawHTTP], call: Callable[[RawHTTP, int, int], Awaitable[None]]
+) -> Callable[[int, int], Awaitable[None]]:
+    return lambda n, i: call(connections[n], n, i)
 
-    workdir = Path(tempfile.mkdtemp(prefix="walletsvc-bench-"))
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
-    env.update(
-        JWT_SECRET=JWT_SECRET, DATA_DIR=str(workdir / "pg"), LOG_LEVEL="WARNING", BENCH_CWD=str(workdir)
-    )
-    dsn_for_sql: str
-    database_name = f"walletsvc_bench_{uuid.uuid4().hex[:8]}"
-    admin_conn = None
-    if args.database_url:
-        admin_conn = await asyncpg.connect(args.database_url.replace("postgresql+asyncpg", "postgresql"))
-        await admin_conn.execute(f'CREATE DATABASE "{database_name}"')
-        base_dsn = args.database_url.replace("postgresql+asyncpg", "postgresql").rsplit("/", 1)[0]
-        dsn_for_sql = f"{base_dsn}/{database_name}"
-        env["DATABASE_URL"] = dsn_for_sql
-        where = "DATABASE_URL"
-    else:
-        where = "embedded PostgreSQL"
-        dsn_for_sql = ""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = start_server(port, env, args.workers)
+
+async def measure_servers(
+    name: str, servers: list[Server], traffic: Traffic, clients: int, seconds: float
+) -> dict[str, Any]:
+    """Trivial, hot and spread at `clients`, the connections dealt round-robin over `servers`."""
+    connections = [RawHTTP("127.0.0.1", servers[n % len(servers)].port) for n in range(clients)]
+    tag = uuid.uuid4().hex[:4]
     try:
-        await wait_ready(base)
-        if not dsn_for_sql:
-            socket_dir = workdir / "pg"
-            dsn_for_sql = f"postgresql://postgres@/walletsvc?host={socket_dir}"
-        hot = f"bench-hot-{uuid.uuid4().hex[:6]}"
-        many = [f"bench-{i:05d}-{uuid.uuid4().hex[:4]}" for i in range(args.wallets)]
-        await seed(dsn_for_sql, [hot, *many], balance=10**12)
+        # Each worker opens its database pool on its first requests: not part of the figure.
+        await closed_loop(
+            f"{name}: warm-up",
+            clients,
+            2,
+            closed(connections, lambda c, n, i: traffic.charge(c, traffic.hot, f"{tag}w-{n}-{i}")),
+        )
+        return {
+            "trivial": await closed_loop(
+                f"{name}: GET /healthz",
+                clients,
+                seconds,
+                closed(connections, lambda c, n, i: traffic.trivial(c)),
+            ),
+            "hot": await closed_loop(
+                f"{name}: usage, hot wallet",
+                clients,
+                seconds,
+                closed(connections, lambda c, n, i: traffic.charge(c, traffic.hot, f"{tag}h-{n}-{i}")),
+            ),
+            "spread": await closed_loop(
+                f"{name}: usage, {len(traffic.many):,} wallets",
+                clients,
+                seconds,
+                closed(
+                    connections,
+                    lambda c, n, i: traffic.charge(c, traffic.spread_tenant(n, i), f"{tag}s-{n}-{i}"),
+                ),
+            ),
+        }
+    finally:
+        for connection in connections:
+            await connection.close()
 
-        async with httpx.AsyncClient(base_url=base, timeout=30) as setup:
-            created = await setup.post(
-                "/v1/admin/api-keys",
-                json={"scopes": ["usage:write"], "name": "bench"},
-                headers=admin_headers(),
-            )
-        key = {"Authorization": f"Bearer {created.json()['key']}"}
-        run = uuid.uuid4().hex[:6]
-        connections = [RawHTTP("127.0.0.1", port) for _ in range(args.clients)]
 
-        async def trivial(n: int, i: int) -> None:
-            status, _ = await connections[n].request("GET", "/healthz")
-            assert status == 200
+async def measure_raw(db: BenchDatabase, traffic: Traffic, args: argparse.Namespace) -> dict[str, Any]:
+    pool = await asyncpg.create_pool(db.dsn, min_size=args.clients, max_size=args.clients)
+    assert pool is not None
+    run, size = traffic.run, args.batch_size
+    try:
 
-        def usage_on(
-            phase: str, tenant_of: Callable[[int, int], str]
+        def per_charge(
+            tenant_of: Callable[[int, int], str], tag: str
         ) -> Callable[[int, int], Awaitable[None]]:
             async def one(n: int, i: int) -> None:
-                body = {
-                    "tenant_id": tenant_of(n, i),
-                    "kind": "sms",
-                    "reference_id": f"{run}-{phase}-{n}-{i}",
-                    "quantity": 1,
-                }
-                status, answer = await connections[n].request(
-                    "POST", "/v1/usage", json.dumps(body).encode(), key
-                )
-                assert status == 201, answer
+                async with pool.acquire() as conn:
+                    await conn.execute(RAW_CHARGE, tenant_of(n, i), 2, f"raw-{run}-{tag}-{n}-{i}")
 
             return one
 
-        try:
-            print(
-                f"walletsvc bench: {args.clients} concurrent clients, {args.seconds:.0f} s each, "
-                f"{args.workers} server worker(s), {where}, {os.cpu_count()} CPUs",
-                flush=True,
-            )
-            await run_load("warm-up", args.clients, 2, usage_on("warm", lambda n, i: hot))
-            base_rate = await run_load("GET /healthz (trivial endpoint)", args.clients, args.seconds, trivial)
-            hot_rate = await run_load(
-                "POST /v1/usage, one hot wallet",
+        def per_batch(
+            tenants_of: Callable[[int, int], list[str]], tag: str
+        ) -> Callable[[int, int], Awaitable[None]]:
+            async def one(n: int, i: int) -> None:
+                refs = [f"rawb-{run}-{tag}-{n}-{i}-{k}" for k in range(size)]
+                async with pool.acquire() as conn:
+                    await conn.execute(RAW_BATCH, tenants_of(n, i), refs, 2)
+
+            return one
+
+        many = traffic.many
+        wallets = f"{len(many):,} wallets"
+        return {
+            "hot": await closed_loop(
+                "raw SQL, 1 statement a charge, hot wallet",
                 args.clients,
                 args.seconds,
-                usage_on("hot", lambda n, i: hot),
-            )
-            spread = await run_load(
-                f"POST /v1/usage, {args.wallets:,} wallets",
+                per_charge(lambda n, i: traffic.hot, "h"),
+            ),
+            "spread": await closed_loop(
+                f"raw SQL, 1 statement a charge, {wallets}",
                 args.clients,
                 args.seconds,
-                usage_on("spread", lambda n, i: many[(n * 7919 + i) % len(many)]),
-            )
-        finally:
-            for connection in connections:
-                await connection.close()
-
-        pool = await asyncpg.create_pool(dsn_for_sql, min_size=args.clients, max_size=args.clients)
-        try:
-
-            async def raw_on(tenant_of: Callable[[int, int], str]) -> Callable[[int, int], Awaitable[None]]:
-                async def one(n: int, i: int) -> None:
-                    async with pool.acquire() as conn:
-                        await conn.execute(RAW_CHARGE, tenant_of(n, i), 2, f"raw-{run}-{n}-{i}")
-
-                return one
-
-            raw_hot = await run_load(
-                "raw SQL, one hot wallet", args.clients, args.seconds, await raw_on(lambda n, i: hot)
-            )
-            raw_spread = await run_load(
-                f"raw SQL, {args.wallets:,} wallets",
-                args.clients,
+                per_charge(traffic.spread_tenant, "s"),
+            ),
+            "set_hot": await closed_loop(
+                f"raw SQL, 1 statement per {size} charges, hot wallet",
+                args.batch_clients,
                 args.seconds,
-                await raw_on(lambda n, i: many[(n * 7919 + i) % len(many)]),
-            )
-        finally:
-            await pool.close()
-
-        print("ratios:", flush=True)
-        print(f"  hot wallet over HTTP / trivial endpoint   {hot_rate['rate'] / base_rate['rate']:.2f}")
-        print(f"  spread over HTTP / trivial endpoint       {spread['rate'] / base_rate['rate']:.2f}")
-        print(f"  hot wallet over HTTP / raw SQL hot        {hot_rate['rate'] / raw_hot['rate']:.2f}")
-        print(f"  spread over HTTP / raw SQL spread         {spread['rate'] / raw_spread['rate']:.2f}")
-        verify = subprocess.run(
-            [sys.executable, "-m", "walletsvc.cli", "ledger", "verify"],
-            env=env,
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        print(
-            f"ledger verify after the run: {verify.stdout.strip().splitlines()[-1] if verify.stdout else verify.stderr}"
-        )
+                per_batch(lambda n, i: [traffic.hot] * size, "h"),
+                per_call=size,
+            ),
+            "set_spread": await closed_loop(
+                f"raw SQL, 1 statement per {size} charges, {wallets}",
+                args.batch_clients,
+                args.seconds,
+                per_batch(
+                    lambda n, i: [many[(n * 7919 + i * size + k) % len(many)] for k in range(size)], "s"
+                ),
+                per_call=size,
+            ),
+        }
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        if admin_conn is not None:
-            await admin_conn.execute(f'DROP DATABASE IF EXISTS "{database_name}" WITH (FORCE)')
-            await admin_conn.close()
+        await pool.close()
+
+
+async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]:
+    hot = f"bench-hot-{uuid.uuid4().hex[:6]}"
+    many = [f"bench-{i:05d}-{uuid.uuid4().hex[:4]}" for i in range(args.wallets)]
+    await seed(db.dsn, [hot, *many], balance=10**12)
+    server = await start_server(db)
+    servers = [server]
+    figures: dict[str, Any] = {"settings": vars(args) | {"database_url": bool(args.database_url)}}
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as setup:
+            created = await setup.post(
+                "/v1/admin/api-keys",
+                json={"scopes": ["usage:write"], "name": "bench"},
+                headers=token("super_admin"),
+            )
+        assert created.status_code == 201, created.text
+        traffic = Traffic({"Authorization": f"Bearer {created.json()['key']}"}, hot, many)
+        curve = [int(c) for c in args.curve.split(",")]
+        connections = [
+            RawHTTP("127.0.0.1", server.port)
+            for _ in range(max([*curve, args.clients, args.open_connections]))
+        ]
+        print(f"client curve ({args.seconds:.0f} s a point), one server worker:", flush=True)
+        await closed_loop(
+            "warm-up",
+            args.clients,
+            2,
+            closed(connections, lambda c, n, i: traffic.charge(c, hot, f"w-{n}-{i}")),
+        )
+        figures["curve"] = {"trivial": [], "hot": []}
+        for clients in curve:
+            figures["curve"]["trivial"].append(
+                await closed_loop(
+                    f"GET /healthz, {clients} clients",
+                    clients,
+                    args.seconds,
+                    closed(connections, lambda c, n, i: traffic.trivial(c)),
+                )
+            )
+            figures["curve"]["hot"].append(
+                await closed_loop(
+                    f"POST /v1/usage, hot wallet, {clients} clients",
+                    clients,
+                    args.seconds,
+                    closed(connections, lambda c, n, i, k=clients: traffic.charge(c, hot, f"c{k}-{n}-{i}")),
+                )
+            )
+        figures["spread"] = await closed_loop(
+            f"POST /v1/usage, {len(many):,} wallets, {args.clients} clients",
+            args.clients,
+            args.seconds,
+            closed(connections, lambda c, n, i: traffic.charge(c, traffic.spread_tenant(n, i), f"s-{n}-{i}")),
+        )
+        peak_hot = max(p["rate"] for p in figures["curve"]["hot"])
+        pool = connections[: args.open_connections]
+        print(
+            f"open loop at {args.open_load:.0%} of the peak rate, {args.open_seconds:.0f} s each:", flush=True
+        )
+        figures["open_loop"] = {
+            "hot": await open_loop(
+                "POST /v1/usage, hot wallet",
+                args.open_load * peak_hot,
+                args.open_seconds,
+                pool,
+                lambda c, i: traffic.charge(c, hot, f"oh-{i}"),
+            ),
+            "spread": await open_loop(
+                f"POST /v1/usage, {len(many):,} wallets",
+                args.open_load * figures["spread"]["rate"],
+                args.open_seconds,
+                pool,
+                lambda c, i: traffic.charge(c, traffic.spread_tenant(0, i), f"os-{i}"),
+            ),
+        }
+        figures["open_loop"]["hot"]["peak_rate"] = peak_hot
+        figures["open_loop"]["spread"]["peak_rate"] = figures["spread"]["rate"]
+        for connection in connections:
+            await connection.close()
+
+        print(f"processes, {args.clients} clients:", flush=True)
+        figures["one_worker"] = await measure_servers(
+            "1 worker", servers, traffic, args.clients, args.seconds
+        )
+        if not args.skip_multi:
+            two_workers = await start_server(db, workers=2, name="two-workers")
+            try:
+                figures["two_workers"] = await measure_servers(
+                    "--workers 2", [two_workers], traffic, args.clients, args.seconds
+                )
+            finally:
+                two_workers.stop()
+            servers.append(await start_server(db, name="second-process"))
+            figures["two_processes"] = await measure_servers(
+                "2 processes", servers, traffic, args.clients, args.seconds
+            )
+        print(f"raw SQL ceilings (asyncpg, no HTTP; {args.clients} clients, set-based {args.batch_clients}):")
+        figures["raw_sql"] = await measure_raw(db, traffic, args)
+    finally:
+        for s in servers:
+            s.stop()
+    verify = run_cli(db, "ledger", "verify")
+    figures["ledger_verify"] = (
+        verify.stdout.strip().splitlines()[-1] if verify.stdout else verify.stderr[-500:]
+    )
+    return figures
+
+
+def ratios(f: dict[str, Any]) -> dict[str, float]:
+    def r(a: float, b: float) -> float:
+        return round(a / b, 2) if b else 0.0
+
+    curve = f["curve"]
+    at = {p["clients"]: p["rate"] for p in curve["trivial"]}
+    clients = f["settings"]["clients"]
+    out = {f"hot/trivial at {p['clients']} clients": r(p["rate"], at[p["clients"]]) for p in curve["hot"]}
+    trivial = at.get(clients, f["one_worker"]["trivial"]["rate"])
+    out |= {
+        f"spread/trivial at {clients} clients": r(f["spread"]["rate"], trivial),
+        "hot/raw SQL hot": r(f["one_worker"]["hot"]["rate"], f["raw_sql"]["hot"]["rate"]),
+        "spread/raw SQL spread": r(f["spread"]["rate"], f["raw_sql"]["spread"]["rate"]),
+    }
+    for key in ("two_workers", "two_processes"):
+        if key in f:
+            for what in ("trivial", "hot", "spread"):
+                out[f"{key.replace('_', ' ')} / one worker, {what}"] = r(
+                    f[key][what]["rate"], f["one_worker"][what]["rate"]
+                )
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--clients", type=int, default=32, help="clients for the spread, process and raw figures"
+    )
+    parser.add_argument("--curve", default="1,2,4,8,16,32,64", help="client counts of the hot-wallet curve")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each closed-loop measurement")
+    parser.add_argument("--wallets", type=int, default=10_000)
+    parser.add_argument("--open-load", type=float, default=0.7, help="open-loop rate, a share of the peak")
+    parser.add_argument("--open-seconds", type=float, default=10.0)
+    parser.add_argument("--open-connections", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=100, help="charges per set-based raw statement")
+    parser.add_argument("--batch-clients", type=int, default=4)
+    parser.add_argument("--skip-multi", action="store_true", help="no --workers 2 and two-process figures")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
+    args = parser.parse_args()
+
+    async with bench_database(args.database_url) as db:
+        machine = await db.machine()
+        print(f"walletsvc charges bench on {describe(machine)}", flush=True)
+        figures = await measure(db, args)
+    figures["machine"] = machine
+    figures["ratios"] = ratios(figures)
+    print("ratios:")
+    for name, value in figures["ratios"].items():
+        print(f"  {name:<46} {value:.2f}")
+    print(f"ledger verify after the run: {figures['ledger_verify']}")
+    path = save("charges", figures, latest=True)
+    chart = chart_charges(json.loads(path.read_text()))
+    print(
+        f"figures: {path}; chart: {chart or 'not drawn (matplotlib is missing: bash scripts/bootstrap.sh)'}"
+    )
 
 
 if __name__ == "__main__":

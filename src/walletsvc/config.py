@@ -13,6 +13,8 @@ from pydantic import Field, FilePath, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from walletsvc.domain.auto_topup import AutoTopupPolicy, parse_backoff
+
 # Seeds: Rs 10 a minute (VoiceAI); $0.10 a connection, $0.05 a minute, $0.02 an SMS, $0.01 an email,
 # $0.15 a fax page, $0.05 a file transfer (the Next.js prepaid system).
 _DEFAULT_RATES: dict[str, dict[str, str | int]] = {
@@ -159,7 +161,11 @@ class Settings(BaseSettings):
     hold_ttl_seconds: int = Field(default=4 * 3600, ge=60)  # an unsettled hold is released after this
     default_hold_seconds: int = Field(default=300, ge=1)  # what a call is expected to last, for its hold
     max_call_seconds: int = Field(default=4 * 3600, ge=60)
-    charge_batch_size: int = Field(default=200, ge=1, le=1000)  # charges of one wallet written together
+    # The charge writer (services/charging.py): at most this many records, and this many wallets, in one
+    # transaction; at most this many such transactions at once in a process (each holds a connection).
+    charge_batch_size: int = Field(default=1000, ge=1, le=5000)
+    charge_batch_wallets: int = Field(default=200, ge=1, le=5000)
+    charge_writers: int = Field(default=4, ge=1, le=64)
     # The low-balance threshold of a tenant opened without one, per currency, in minor units:
     # "INR=50000,USD=500,EUR=500" (or JSON {"INR": 50000}). Unlisted currencies: 0, no alerts.
     low_balance_thresholds: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
@@ -291,6 +297,19 @@ class Settings(BaseSettings):
     auto_topup_action_timeout_seconds: int = Field(default=48 * 3600, ge=600, le=30 * 24 * 3600)
     # INR tenants with no mandate get a Razorpay Payment Link instead; it expires after this long.
     auto_topup_payment_link_expiry_seconds: int = Field(default=7 * 24 * 3600, ge=1800, le=180 * 24 * 3600)
+
+    # INR auto top-up through a Razorpay recurring mandate (card or UPI AutoPay): the most one debit may
+    # take (RBI's e-mandate limit without the customer's extra authentication is Rs 15,000), and what the
+    # authorization payment charges (credited to the wallet like any top-up).
+    razorpay_mandate_max_amount: int = Field(default=1_500_000, ge=100, le=10**12)
+    razorpay_mandate_auth_amount: int = Field(default=100, ge=100, le=1_000_000)
+
+    def auto_topup_policy(self) -> AutoTopupPolicy:
+        """The decline path's limits, built once per process (app state, worker) and passed along."""
+        return AutoTopupPolicy(
+            max_consecutive_failures=self.auto_topup_max_consecutive_failures,
+            retry_backoff=parse_backoff(self.auto_topup_retry_backoff_seconds),
+        )
 
     @field_validator("auto_topup_retry_backoff_seconds")
     @classmethod

@@ -89,6 +89,11 @@ async def test_a_card_saved_through_elements_is_listed_with_brand_last4_and_expi
         "last4": "4444",
         "exp_month": 12,
         "exp_year": 2034,
+        "vpa": None,
+        "max_amount": None,
+        "expires_at": None,
+        "status": "active",
+        "status_reason": None,
         "default": True,
         "created_at": method["created_at"],
     }
@@ -497,7 +502,9 @@ async def test_a_3d_secure_wait_nobody_confirms_is_canceled_after_the_timeout(
     await save_card(client, cards, tenant, outcome=WANTS_3DS)
     assert (await put_auto_topup(client, tenant, enabled=True, threshold=500, amount=2000)).status_code == 200
     assert await run_created(db, app.state.gateways, settings, tenant) == [AutoTopupStatus.REQUIRES_ACTION]
-    await resume_stale(db, app.state.gateways, settings, older_than_seconds=3600)
+    await resume_stale(
+        db, app.state.gateways, settings, policy=app.state.auto_topup_policy, older_than_seconds=3600
+    )
     assert (await attempts_of(db, tenant))[0]["status"] == "requires_action"  # not yet: it may wait
     async with db.engine.begin() as conn:
         await conn.execute(
@@ -506,7 +513,9 @@ async def test_a_3d_secure_wait_nobody_confirms_is_canceled_after_the_timeout(
             ),
             {"t": tenant, "s": settings.auto_topup_action_timeout_seconds + 60},
         )
-    await resume_stale(db, app.state.gateways, settings, older_than_seconds=3600)
+    await resume_stale(
+        db, app.state.gateways, settings, policy=app.state.auto_topup_policy, older_than_seconds=3600
+    )
     (attempt,) = await attempts_of(db, tenant)
     assert attempt["status"] == "failed"
     assert attempt["failure_code"] == "action_timeout"

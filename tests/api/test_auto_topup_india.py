@@ -88,7 +88,8 @@ async def test_an_inr_tenant_without_a_mandate_gets_one_payment_link_and_is_cred
     for _ in range(2):  # Razorpay retries a webhook; it counts once
         answer = await deliver(client, payment_link_event("payment_link.paid", paid_link, payment))
         assert answer.status_code == 200, answer.text
-    await reconcile(db, app.state.gateways, older_than=timedelta(0))  # reads the paid link: nothing more
+    # reads the paid link: nothing more
+    await reconcile(db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy)
     assert await balance(client, inr_tenant) == 120_000
     (attempt,) = await attempts_of(db, inr_tenant)
     assert attempt["status"] == "succeeded"
@@ -110,8 +111,12 @@ async def test_a_paid_link_whose_webhook_was_lost_is_credited_by_reconcile(
     await run_created(db, app.state.gateways, settings, inr_tenant)
     (link,) = links.links.values()
     links.pay(link["id"])
-    first = await reconcile(db, app.state.gateways, older_than=timedelta(0), settings=settings)
-    second = await reconcile(db, app.state.gateways, older_than=timedelta(0), settings=settings)
+    first = await reconcile(
+        db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy, settings=settings
+    )
+    second = await reconcile(
+        db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy, settings=settings
+    )
     assert first.credited >= 1
     assert second.errors == []
     assert await balance(client, inr_tenant) == 120_000

@@ -19,6 +19,7 @@ from tests.fixtures.periods import backdate_subscription, create_plan
 from tests.fixtures.usage import ref, subscribe, usage_key
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.topups import TopupRepository
+from walletsvc.domain.auto_topup import AutoTopupPolicy
 from walletsvc.domain.events import EventType
 from walletsvc.domain.money import Money
 from walletsvc.domain.tenants import ProviderName
@@ -98,7 +99,9 @@ async def test_the_documented_examples_carry_the_fields_walletsvc_records(
             save_payment_method=False,
             created_by="user:test",
         )
-        await fail_topup(session, tenant_id, topup_id, reason="card declined", source="test")
+        await fail_topup(
+            session, tenant_id, topup_id, reason="card declined", source="test", policy=AutoTopupPolicy()
+        )
     plan = await create_plan(client, admin_headers, monthly_price=1_000_000)  # more than the wallet holds
     await subscribe(client, admin_headers, tenant_id, plan["id"])  # subscription.changed
     await backdate_subscription(db, tenant_id, ended=1)

@@ -176,7 +176,7 @@ BAD_CLAIMS = [
 
 @pytest.mark.parametrize("claims", BAD_CLAIMS)
 async def test_a_signed_token_with_hostile_claims_is_unauthorized(
-    client: httpx.AsyncClient,
+    usage_client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     create_tenant: TenantFactory,
     claims: dict[str, Any],
@@ -187,13 +187,13 @@ async def test_a_signed_token_with_hostile_claims_is_unauthorized(
         ("GET", "/v1/wallet", None),
         ("GET", "/v1/transactions", None),
         ("POST", f"/v1/admin/tenants/{tenant['id']}/adjustments", {"amount": 1, "reason": "x"}),
-        ("POST", "/v1/usage", {**_sms(), "tenant_id": tenant["id"]}),  # the lean path
+        ("POST", "/v1/usage", {**_sms(), "tenant_id": tenant["id"]}),  # through each entry point
         ("POST", "/v1/topups", {"amount": 50_000}),
     ]
     for method, path, body in requests:
-        response = await client.request(method, path, json=body, headers=token)
+        response = await usage_client.request(method, path, json=body, headers=token)
         assert_problem(response, 401, "UNAUTHORIZED")
-    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
+    assert (await wallet_of(usage_client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
 
 
 @pytest.mark.parametrize(
@@ -208,13 +208,13 @@ async def test_a_signed_token_with_hostile_claims_is_unauthorized(
         b"wsk_\xff\xfe_\xff",
     ],
 )
-async def test_an_api_key_with_control_characters_is_unauthorized(app: Any, key: bytes) -> None:
+async def test_an_api_key_with_control_characters_is_unauthorized(usage_app: Any, key: bytes) -> None:
     for method, path, body in [
         ("GET", "/v1/wallet", b""),
         ("POST", "/v1/usage", json.dumps(_sms()).encode()),
     ]:
         exchange = await raw_request(
-            app,
+            usage_app,
             method,
             path,
             headers=[("authorization", b"Bearer " + key), ("content-type", "application/json")],
@@ -275,30 +275,37 @@ async def test_an_api_key_is_never_stored_for_a_replay(
 
 
 async def test_a_body_over_the_limit_is_refused_by_its_content_length(
-    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory
+    usage_app: Any,
+    usage_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    create_tenant: TenantFactory,
 ) -> None:
     tenant = await create_tenant(balance=1_000)
-    limit = app.state.settings.max_body_bytes
+    limit = usage_app.state.settings.max_body_bytes
     assert limit == 1024 * 1024
     too_big = b'{"reason": "' + b"x" * limit + b'", "amount": 1}'
-    for method, path in _body_routes(app):
-        response = await client.request(method, path, content=too_big, headers={**admin_headers, **JSON})
+    for method, path in _body_routes(usage_app):
+        response = await usage_client.request(
+            method, path, content=too_big, headers={**admin_headers, **JSON}
+        )
         assert_problem(response, 413, "PAYLOAD_TOO_LARGE")
-    lean = await client.post("/v1/usage", content=too_big, headers={**admin_headers, **JSON})
-    assert_problem(lean, 413, "PAYLOAD_TOO_LARGE")
+    usage = await usage_client.post("/v1/usage", content=too_big, headers={**admin_headers, **JSON})
+    assert_problem(usage, 413, "PAYLOAD_TOO_LARGE")
     # The limit holds before the credentials are even looked at.
-    assert_problem(await client.post("/v1/usage", content=too_big, headers=JSON), 413, "PAYLOAD_TOO_LARGE")
-    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
+    assert_problem(
+        await usage_client.post("/v1/usage", content=too_big, headers=JSON), 413, "PAYLOAD_TOO_LARGE"
+    )
+    assert (await wallet_of(usage_client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
 
 
 async def test_a_chunked_body_is_refused_once_it_grows_past_the_limit(
-    app: Any, admin_headers: dict[str, str]
+    usage_app: Any, admin_headers: dict[str, str]
 ) -> None:
     chunk = b" " * 65_536
     chunks = [b'{"amount": 1, "reason": "', *([chunk] * 40), b'"}']  # 2.6 MB, no Content-Length
     for path in ("/v1/usage", "/v1/admin/tenants", "/v1/webhooks/stripe"):
         exchange = await raw_request(
-            app,
+            usage_app,
             "POST",
             path,
             headers=[
@@ -315,7 +322,10 @@ async def test_a_chunked_body_is_refused_once_it_grows_past_the_limit(
 
 
 async def test_the_largest_usage_batch_fits_under_the_default_limit(
-    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory
+    usage_app: Any,
+    usage_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    create_tenant: TenantFactory,
 ) -> None:
     """1,000 records with tenant_id and reference ids of the longest allowed length (200 characters):
     ~343 KB, well under 1 MiB."""
@@ -330,9 +340,9 @@ async def test_the_largest_usage_batch_fits_under_the_default_limit(
         for i in range(1000)
     ]
     body = json.dumps({"records": records}).encode()
-    assert 340_000 < len(body) < app.state.settings.max_body_bytes / 2
-    platform_key = await usage_key(client, admin_headers, None)
-    response = await client.post("/v1/usage/batch", content=body, headers={**platform_key, **JSON})
+    assert 340_000 < len(body) < usage_app.state.settings.max_body_bytes / 2
+    platform_key = await usage_key(usage_client, admin_headers, None)
+    response = await usage_client.post("/v1/usage/batch", content=body, headers={**platform_key, **JSON})
     assert response.status_code == 200, response.text[:500]
     results = response.json()["results"]
     assert len(results) == 1000
@@ -359,27 +369,32 @@ async def test_a_duplicate_key_does_not_debit_the_second_amount(
 
 
 async def test_duplicate_keys_are_refused_at_any_depth_on_every_route(
-    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory
+    usage_app: Any,
+    usage_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    create_tenant: TenantFactory,
 ) -> None:
     tenant = await create_tenant(balance=5_000)
-    key = await usage_key(client, admin_headers, tenant["id"])
+    key = await usage_key(usage_client, admin_headers, tenant["id"])
     nested = b'{"records": [{"kind": "sms", "reference_id": "r-1", "quantity": 1, "quantity": 99999}]}'
     deep = b'{"a": [{"b": {"c": [1, {"d": 1, "e": 2, "d": 3}]}}]}'
-    for method, path in _body_routes(app):
+    for method, path in _body_routes(usage_app):
         for body in (b'{"x": 1, "x": 2}', nested, deep):
-            response = await client.request(method, path, content=body, headers={**admin_headers, **JSON})
+            response = await usage_client.request(
+                method, path, content=body, headers={**admin_headers, **JSON}
+            )
             assert_problem(response, 422, "VALIDATION_FAILED")
-    # The lean path, and the documented route behind an Idempotency-Key, alike.
+    # Without an Idempotency-Key (the lean path, in the app that has it) and with one, alike.
     dup = b'{"kind": "sms", "reference_id": "r-dup", "quantity": 1, "quantity": 500}'
     for extra in ({}, {"Idempotency-Key": _ref("idem")}):
-        response = await client.post("/v1/usage", content=dup, headers={**key, **JSON, **extra})
+        response = await usage_client.post("/v1/usage", content=dup, headers={**key, **JSON, **extra})
         assert_problem(response, 422, "VALIDATION_FAILED")
-    batch = await client.post("/v1/usage/batch", content=nested, headers={**key, **JSON})
+    batch = await usage_client.post("/v1/usage/batch", content=nested, headers={**key, **JSON})
     assert_problem(batch, 422, "VALIDATION_FAILED")
-    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"]["amount"] == 5_000
+    assert (await wallet_of(usage_client, admin_headers, tenant["id"]))["balance"]["amount"] == 5_000
 
 
-# --- 12: the lean POST /v1/usage path answers exactly as the documented route -----------------------
+# --- 12: POST /v1/usage answers alike with and without an Idempotency-Key, through each entry point ---
 
 
 @pytest.mark.parametrize(
@@ -398,25 +413,25 @@ async def test_duplicate_keys_are_refused_at_any_depth_on_every_route(
     ],
 )
 async def test_both_usage_paths_answer_a_media_type_alike(
-    client: httpx.AsyncClient,
+    usage_client: httpx.AsyncClient,
     admin_headers: dict[str, str],
     create_tenant: TenantFactory,
     content_type: str | None,
     status: int,
 ) -> None:
     tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
-    key = await usage_key(client, admin_headers, tenant["id"])
+    key = await usage_key(usage_client, admin_headers, tenant["id"])
     headers = {**key, **({"content-type": content_type} if content_type else {})}
-    lean = await client.post("/v1/usage", content=json.dumps(_sms()), headers=headers)
-    documented = await client.post(
+    plain = await usage_client.post("/v1/usage", content=json.dumps(_sms()), headers=headers)
+    keyed = await usage_client.post(
         "/v1/usage", content=json.dumps(_sms()), headers={**headers, "Idempotency-Key": _ref("idem")}
     )
-    for response in (lean, documented):
+    for response in (plain, keyed):
         if status == 415:
             assert_problem(response, 415, "UNSUPPORTED_MEDIA_TYPE")
         else:
             assert response.status_code == 201, response.text
-    wallet = await wallet_of(client, admin_headers, tenant["id"])
+    wallet = await wallet_of(usage_client, admin_headers, tenant["id"])
     # An SMS costs 2 cents: both paths charged one, or neither did.
     assert wallet["balance"]["amount"] == (1_000 - 4 if status == 201 else 1_000)
 
@@ -441,31 +456,34 @@ async def test_every_body_route_refuses_a_body_that_is_not_json(
     [b"", b"null", b"[]", b"{", b'{"kind": "sms"}', b'{"kind": "sms", "reference_id": "r", "quantity": 1.0}'],
 )
 async def test_both_usage_paths_refuse_a_bad_body_alike(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory, body: bytes
+    usage_client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory, body: bytes
 ) -> None:
     tenant = await create_tenant(balance=1_000)
-    key = await usage_key(client, admin_headers, tenant["id"])
-    lean = await client.post("/v1/usage", content=body, headers={**key, **JSON})
-    documented = await client.post(
+    key = await usage_key(usage_client, admin_headers, tenant["id"])
+    plain = await usage_client.post("/v1/usage", content=body, headers={**key, **JSON})
+    keyed = await usage_client.post(
         "/v1/usage", content=body, headers={**key, **JSON, "Idempotency-Key": _ref()}
     )
-    lean_problem = assert_problem(lean, 422, "VALIDATION_FAILED")
-    documented_problem = assert_problem(documented, 422, "VALIDATION_FAILED")
-    assert lean_problem["errors"] == documented_problem["errors"]
+    plain_problem = assert_problem(plain, 422, "VALIDATION_FAILED")
+    keyed_problem = assert_problem(keyed, 422, "VALIDATION_FAILED")
+    assert plain_problem["errors"] == keyed_problem["errors"]
 
 
 async def test_two_authorization_headers_are_refused_on_every_route(
-    app: Any, client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory
+    usage_app: Any,
+    usage_client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    create_tenant: TenantFactory,
 ) -> None:
     tenant = await create_tenant(balance=1_000)
-    key = (await usage_key(client, admin_headers, tenant["id"]))["Authorization"]
+    key = (await usage_key(usage_client, admin_headers, tenant["id"]))["Authorization"]
     garbage = "Bearer not-a-token"
     requests = [
         (
             "POST",
             "/v1/usage",
             json.dumps(_sms()).encode(),
-        ),  # the lean path read the last, the route the first
+        ),  # once, the lean path read the last and the route the first
         ("POST", "/v1/usage/batch", json.dumps({"records": [_sms()]}).encode()),
         ("GET", "/v1/wallet", b""),
         ("GET", "/v1/transactions/export.csv", b""),
@@ -474,7 +492,7 @@ async def test_two_authorization_headers_are_refused_on_every_route(
     for first, second in ((garbage, key), (key, garbage), (key, key), (admin_headers["Authorization"], key)):
         for method, path, body in requests:
             exchange = await raw_request(
-                app,
+                usage_app,
                 method,
                 path,
                 headers=[
@@ -487,7 +505,7 @@ async def test_two_authorization_headers_are_refused_on_every_route(
             assert exchange.response.status == 401, (path, exchange.response.body)
             assert exchange.response.json()["code"] == "UNAUTHORIZED"
             assert exchange.response.header("www-authenticate") == "Bearer"
-    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
+    assert (await wallet_of(usage_client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
 
 
 # --- 13: POST /v1/usage declares what it answers ----------------------------------------------------
@@ -507,10 +525,10 @@ def test_post_usage_declares_its_replay_and_the_guard_refusals(app: Any) -> None
 
 
 async def test_other_hostile_bodies_are_validation_failures(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory
+    usage_client: httpx.AsyncClient, admin_headers: dict[str, str], create_tenant: TenantFactory
 ) -> None:
     tenant = await create_tenant(balance=1_000)
-    key = await usage_key(client, admin_headers, tenant["id"])
+    key = await usage_key(usage_client, admin_headers, tenant["id"])
     adjust = f"/v1/admin/tenants/{tenant['id']}/adjustments"
     deep = b"[" * 10_000 + b"]" * 10_000  # nested 10,000 deep
     huge = str(10**400).encode()  # a huge integer
@@ -544,12 +562,14 @@ async def test_other_hostile_bodies_are_validation_failures(
         (b"\xff\xfe{\x00}\x00", b"\xff\xfe{\x00}\x00"),  # UTF-16, which json.loads(bytes) would guess
     ]
     for adjustment, usage in hostile:
-        response = await client.post(adjust, content=adjustment, headers={**admin_headers, **JSON})
+        response = await usage_client.post(adjust, content=adjustment, headers={**admin_headers, **JSON})
         assert_problem(response, 422, "VALIDATION_FAILED")
         assert_problem(
-            await client.post("/v1/usage", content=usage, headers={**key, **JSON}), 422, "VALIDATION_FAILED"
+            await usage_client.post("/v1/usage", content=usage, headers={**key, **JSON}),
+            422,
+            "VALIDATION_FAILED",
         )
-    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
+    assert (await wallet_of(usage_client, admin_headers, tenant["id"]))["balance"]["amount"] == 1_000
 
 
 async def test_hostile_parameters_and_headers_are_not_server_errors(

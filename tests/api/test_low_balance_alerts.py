@@ -306,7 +306,7 @@ async def test_a_rolled_back_charge_records_no_event_and_changes_no_state(
         outer = conn.transaction()
         await outer.start()
         # The writer's own transaction becomes a savepoint inside ours, which is then rolled back.
-        [outcome] = await writer._write_on(conn, tenant_id, [record], check_existing=False)
+        [[outcome]] = await writer._write_on(conn, [(tenant_id, [record])], check_existing=False)
         assert not isinstance(outcome, Exception)
         inside = await conn.fetchval(
             "SELECT count(*) FROM events WHERE tenant_id = $1 AND type = $2", tenant_id, LOW

@@ -613,8 +613,12 @@ async def test_reconcile_credits_a_paid_pending_topup_once(
     stripe.pay(stripe.session_of(redirect["id"])["id"])
     stripe.succeed_intent(stripe.intent_of(elements["id"])["id"])
 
-    first = await reconcile(db, app.state.gateways, older_than=timedelta(0))
-    second = await reconcile(db, app.state.gateways, older_than=timedelta(0))
+    first = await reconcile(
+        db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy
+    )
+    second = await reconcile(
+        db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy
+    )
 
     assert first.credited == 2
     rows = await ledger_rows(client, usd_tenant["id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from tests.fixtures.auth import owner_headers
@@ -26,6 +27,12 @@ from walletsvc.db.engine import Database
 
 # The default USD rates (settings.default_rates): 5 cents a minute by the minute, a 10 cent connection
 # fee; SMS 2, email 1, fax page 15, file transfer 5.
+
+
+@pytest.fixture
+def client(usage_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every test here runs through each entry point of `POST /v1/usage` (tests/fixtures/usage.py)."""
+    return usage_client
 
 
 # --- each kind, rated exactly ------------------------------------------------------------------------
@@ -541,18 +548,127 @@ async def test_batch_of_a_thousand_records_is_charged_in_full_and_a_thousand_and
     assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(5_000 - 900 * 2)
 
 
-async def test_batch_with_a_float_duration_is_refused_whole(
+# Malformed records, each refused in its place: (the record, where its error is, the error's type).
+MALFORMED: list[tuple[Any, list[str], str]] = [
+    ({"kind": "voicemail", "reference_id": "r-1", "quantity": 1}, ["kind"], "enum"),
+    ({"kind": "sms"}, ["reference_id"], "missing"),
+    (
+        {"kind": "call", "reference_id": "r-2", "duration_seconds": -1},
+        ["duration_seconds"],
+        "greater_than_equal",
+    ),
+    ({"kind": "call", "reference_id": "r-3", "duration_seconds": 12.5}, ["duration_seconds"], "int_type"),
+    ({"kind": "sms", "reference_id": "r-4", "quantity": "2"}, ["quantity"], "int_type"),
+    ("sms", [], "model_attributes_type"),
+    (None, [], "model_attributes_type"),
+    ([{"kind": "sms", "reference_id": "r-5"}], [], "model_attributes_type"),
+]
+
+
+async def test_a_malformed_record_is_refused_in_its_place_and_the_others_are_charged(
     client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
 ) -> None:
     tenant = await create_tenant(currency="USD", country="USA", balance=100)
     key = await usage_key(client, admin_headers, tenant["id"])
-    records = [
-        {"kind": "sms", "reference_id": ref()},
-        {"kind": "call", "reference_id": ref(), "duration_seconds": 12.5},
-    ]
+    records: list[Any] = [{"kind": "sms", "reference_id": ref()}]
+    records += [record for record, _, _ in MALFORMED]
+    records += [{"kind": "call", "reference_id": ref(), "duration_seconds": 61}]
     response = await client.post("/v1/usage/batch", json={"records": records}, headers=key)
-    assert_problem(response, 422, "VALIDATION_FAILED")
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == list(range(len(records)))
+    assert [r["status"] for r in results] == [201] + [422] * len(MALFORMED) + [201]
+    for result, (_, field, error_type) in zip(results[1:-1], MALFORMED, strict=True):
+        assert result["charge"] is None
+        problem = result["problem"]
+        assert (problem["status"], problem["code"]) == (422, "VALIDATION_FAILED")
+        assert problem["instance"] == "/v1/usage/batch"
+        located = ["body", "records", str(result["index"]), *field]
+        assert [(e["loc"], e["type"]) for e in problem["errors"]] == [(located, error_type)], problem
+        assert problem["detail"].startswith(".".join(located))
+    assert results[0]["charge"]["amount"] == usd(2)
+    assert results[-1]["charge"]["amount"] == usd(20)
+    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(100 - 2 - 20)
+    assert len(await ledger(client, tenant["id"], "usage_charge")) == 2
+
+
+def _without(problem: dict[str, Any], *fields: str) -> dict[str, Any]:
+    return {k: v for k, v in problem.items() if k not in fields}
+
+
+async def test_a_record_refused_in_a_batch_is_refused_as_it_would_be_alone(
+    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
+) -> None:
+    tenant = await create_tenant(currency="USD", country="USA", balance=100)
+    key = await usage_key(client, admin_headers, tenant["id"])
+    records: list[Any] = [record for record, _, _ in MALFORMED if isinstance(record, dict)]
+    # Well formed, but an SMS is counted, not timed: refused when the record is made.
+    records.append({"kind": "sms", "reference_id": ref(), "duration_seconds": 5})
+    batch = await client.post("/v1/usage/batch", json={"records": records}, headers=key)
+    assert batch.status_code == 200, batch.text
+    for index, (record, result) in enumerate(zip(records, batch.json()["results"], strict=True)):
+        alone = assert_problem(
+            await client.post("/v1/usage", json=record, headers=key), 422, "VALIDATION_FAILED"
+        )
+        in_batch = result["problem"]
+        assert result["status"] == 422
+        assert _without(in_batch, "detail", "errors", "instance", "request_id") == _without(
+            alone, "detail", "errors", "instance", "request_id"
+        )
+        where = ["body", "records", str(index)]
+        assert [{**e, "loc": e["loc"][len(where) :]} for e in in_batch.get("errors", [])] == [
+            {**e, "loc": e["loc"][1:]} for e in alone.get("errors", [])
+        ]
+        assert all(e["loc"][: len(where)] == where for e in in_batch.get("errors", []))
     assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(100)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"null",
+        b"[]",
+        b'[{"kind": "sms", "reference_id": "r-1"}]',
+        b'"records"',
+        b"{}",
+        b'{"record": [{"kind": "sms", "reference_id": "r-1"}]}',
+        b'{"records": null}',
+        b'{"records": "sms"}',
+        b'{"records": {"kind": "sms", "reference_id": "r-1"}}',
+        b'{"records": []}',
+    ],
+)
+async def test_a_batch_whose_envelope_is_malformed_is_refused_whole(
+    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str], body: bytes
+) -> None:
+    tenant = await create_tenant(currency="USD", country="USA", balance=100)
+    key = await usage_key(client, admin_headers, tenant["id"])
+    response = await client.post(
+        "/v1/usage/batch", content=body, headers={**key, "content-type": "application/json"}
+    )
+    problem = assert_problem(response, 422, "VALIDATION_FAILED")
+    assert all(e["loc"][0] == "body" for e in problem["errors"]), problem
+    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(100)
+
+
+async def test_a_batch_retried_with_its_idempotency_key_answers_the_first_answer(
+    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
+) -> None:
+    tenant = await create_tenant(currency="USD", country="USA", balance=100)
+    key = await usage_key(client, admin_headers, tenant["id"])
+    records = [{"kind": "sms", "reference_id": ref()}, {"kind": "fax", "reference_id": ""}]
+    headers = {**key, "Idempotency-Key": ref("batch")}
+    first = await client.post("/v1/usage/batch", json={"records": records}, headers=headers)
+    assert first.status_code == 200, first.text
+    assert [r["status"] for r in first.json()["results"]] == [201, 422]
+    again = await client.post("/v1/usage/batch", json={"records": records}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    other = await client.post("/v1/usage/batch", json={"records": records[:1]}, headers=headers)
+    assert_problem(other, 422, "IDEMPOTENCY_KEY_REUSED")
+    assert (await wallet_of(client, admin_headers, tenant["id"]))["balance"] == usd(98)
 
 
 async def test_a_call_with_a_quantity_is_refused_and_charges_nothing(

@@ -8,14 +8,13 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import httpx
-from sqlalchemy import text
+import pytest
 
 from tests.fixtures.tenants import TenantFactory
-from tests.fixtures.usage import ref, usage_key, wallet_of
+from tests.fixtures.usage import assert_ledger_verifies, ledger_charge_rows, ref, usage_key, wallet_of
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
-from walletsvc.services.ledger_verify import verify_ledger
 
 # Default USD prices: a call of 61 s is 2 minutes at 5 + the 10 fee = 20; SMS 2, email 1, fax 15, file 5.
 RECORDS: list[tuple[dict[str, Any], int]] = [
@@ -27,24 +26,10 @@ RECORDS: list[tuple[dict[str, Any], int]] = [
 ]
 
 
-async def ledger_charge_rows(db: Database, tenant_ids: list[str]) -> list[tuple[str, str, int]]:
-    async with db.engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    "SELECT tenant_id, reference_id, amount FROM ledger_entries "
-                    "WHERE tenant_id = ANY(:t) AND type = 'usage_charge'"
-                ),
-                {"t": tenant_ids},
-            )
-        ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-async def assert_ledger_verifies(db: Database) -> None:
-    async with db.engine.connect() as conn:
-        results, _ = await verify_ledger(conn)
-    assert [r.check.name for r in results if not r.ok] == []
+@pytest.fixture
+def client(usage_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every test here runs through each entry point of `POST /v1/usage` (tests/fixtures/usage.py)."""
+    return usage_client
 
 
 async def test_600_concurrent_charges_over_21_wallets_lose_no_update(

@@ -1,26 +1,24 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.fixtures.auth import owner_headers
 from tests.fixtures.tenants import TenantFactory
+from tests.fixtures.usage import usage_key
 
 
-async def _usage_key(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], tenant_id: str
-) -> dict[str, str]:
-    created = await client.post(
-        "/v1/admin/api-keys", json={"scopes": ["usage:write"], "tenant_id": tenant_id}, headers=admin_headers
-    )
-    assert created.status_code == 201, created.text
-    return {"Authorization": f"Bearer {created.json()['key']}"}
+@pytest.fixture
+def client(usage_client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """Every test here runs through each entry point of `POST /v1/usage` (tests/fixtures/usage.py)."""
+    return usage_client
 
 
 async def test_authorize_then_hangup_charges_once(
     client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
 ) -> None:
     tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
-    key = await _usage_key(client, admin_headers, tenant["id"])
+    key = await usage_key(client, admin_headers, tenant["id"])
     auth = await client.post("/v1/calls/call-1/authorize", json={"max_duration_seconds": 600}, headers=key)
     assert auth.status_code == 200, auth.text
     body = auth.json()

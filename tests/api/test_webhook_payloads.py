@@ -778,7 +778,9 @@ async def test_reconcile_flags_topups_whose_provider_amount_is_unreadable(
         inr, razorpay_topup, payment = await captured_payment(client, razorpay, create_tenant)
         razorpay.payments[payment["id"]]["amount"] = 300.5
         before = (await money_state(db, usd["id"]), await money_state(db, inr["id"]))
-        report = await reconcile(db, app.state.gateways, older_than=timedelta(0))
+        report = await reconcile(
+            db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy
+        )
 
     assert not [e for e in report.errors if stripe_topup["id"] in e or razorpay_topup["id"] in e], (
         report.errors

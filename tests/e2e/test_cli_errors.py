@@ -20,6 +20,7 @@ from tests.fixtures.cli_processes import cli_env, free_port, readyz_stand_in, ru
 from walletsvc.config import Settings
 from walletsvc.db.engine import normalise_url
 from walletsvc.domain.access import Role
+from walletsvc.service_config import auth_config
 from walletsvc.services.auth import Authenticator
 
 SECRET = "cli-test-secret-" + uuid.uuid4().hex
@@ -184,7 +185,7 @@ def test_token_prints_a_token_the_service_accepts(workdir: Path) -> None:
     assert claims["exp"] - claims["iat"] == 600
     assert before <= claims["iat"] <= int(time.time())
     settings = Settings(_env_file=None, jwt_secret=SECRET, jwt_audience="walletsvc-dev")
-    principal = Authenticator(settings).known(token)
+    principal = Authenticator(auth_config(settings)).known(token)
     assert principal is not None
     assert (principal.role, principal.tenant_id, principal.subject) == (Role.OWNER, "acme", "u-1")
 

@@ -8,9 +8,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.fixtures.ledger_entries import adjustment
+from walletsvc.db.engine import Database
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.tenants import Tenant
-from walletsvc.services.ledger_verify import verify_ledger
+from walletsvc.services.ledger_verify import (
+    CHECKS,
+    PLANNER_SETTINGS,
+    VERIFIED_TABLES,
+    check_statement,
+    verify_ledger,
+)
 
 
 async def _broken(session: AsyncSession, tenant_id: str) -> dict[str, list[dict[str, object]]]:
@@ -212,3 +219,59 @@ async def test_an_owed_plan_fee_missing_from_the_wallet_is_found(
     broken = await _broken(db_session, tenant.id)
     assert broken.keys() == {"owed_matches_charges"}
     assert broken["owed_matches_charges"][0]["owed_by_fees"] == 500
+
+
+# --- linear on any size: plans, statistics, progress ------------------------------------------------
+
+
+async def test_no_check_is_planned_as_a_nested_loop(db_session: AsyncSession) -> None:
+    # Whole-table checks as verify runs them: a nested loop here went quadratic on fresh, unanalysed
+    # tables (60,000 ledger rows: over 5 minutes for one check). Hash and merge joins stay linear.
+    conn = await db_session.connection()
+    for name, value in PLANNER_SETTINGS.items():
+        await conn.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+    plans = {
+        check.name: "\n".join(
+            str(line) for line in (await conn.execute(text("EXPLAIN " + check_statement(check)))).scalars()
+        )
+        for check in CHECKS
+    }
+    assert {name: plan for name, plan in plans.items() if "Nested Loop" in plan} == {}
+
+
+async def test_verify_inside_a_transaction_gives_back_its_planner_settings(db_session: AsyncSession) -> None:
+    conn = await db_session.connection()
+    await verify_ledger(conn, snapshot=False)
+    assert (await conn.execute(text("SHOW enable_nestloop"))).scalar_one() == "on"
+
+
+async def test_a_long_run_reports_each_check_as_it_ends(db_session: AsyncSession, tenant: Tenant) -> None:
+    await WalletRepository(db_session).apply(adjustment(tenant.id, 500))
+    conn = await db_session.connection()
+    lines: list[str] = []
+    await verify_ledger(conn, snapshot=False, progress=lines.append, long_run_rows=1)
+    assert [line.split(":")[0] for line in lines] == [f"check {check.name}" for check in CHECKS]
+    assert all(line.endswith(" s") for line in lines)
+
+    quiet: list[str] = []
+    await verify_ledger(conn, snapshot=False, progress=quiet.append, long_run_rows=10**12)
+    assert quiet == []
+
+
+async def test_verify_with_its_own_snapshot_analyses_the_tables_first(db: Database) -> None:
+    lines: list[str] = []
+    async with db.engine.connect() as conn:
+        results, _ = await verify_ledger(conn, progress=lines.append, long_run_rows=0)
+    assert lines[0].startswith("statistics refreshed: ")
+    assert len(lines) == 1 + len(CHECKS)
+    assert all(r.ok for r in results), {r.check.name: r.offending for r in results if not r.ok}
+    async with db.engine.connect() as conn:
+        analysed = (
+            await conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_class WHERE relname = ANY(:t) AND relkind = 'r' AND reltuples >= 0"
+                ),
+                {"t": list(VERIFIED_TABLES)},
+            )
+        ).scalar_one()
+    assert analysed == len(VERIFIED_TABLES)  # ANALYZE sets reltuples (-1: never analysed)

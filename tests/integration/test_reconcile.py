@@ -64,7 +64,9 @@ pytestmark = pytest.mark.usefixtures("no_bonus_rules_left_on")
 
 
 async def run_reconcile(db: Database, app: Any) -> ReconcileReport:
-    return await reconcile(db, app.state.gateways, older_than=timedelta(0))
+    return await reconcile(
+        db, app.state.gateways, older_than=timedelta(0), policy=app.state.auto_topup_policy
+    )
 
 
 def mentions(report: ReconcileReport, item_id: str) -> list[str]:

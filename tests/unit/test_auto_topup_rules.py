@@ -8,6 +8,7 @@ import pytest
 
 from walletsvc.domain.auto_topup import (
     AutoTopupConfig,
+    AutoTopupPolicy,
     CapDecision,
     Refusal,
     after_failure,
@@ -125,13 +126,22 @@ def test_the_runaway_guard_holds_whatever_the_settings_say() -> None:
 
 
 def test_declines_back_off_by_the_schedule_then_switch_off() -> None:
-    backoff = parse_backoff("3600,21600")
-    first = after_failure(0, max_failures=3, backoff=backoff, now=NOW)
+    policy = AutoTopupPolicy(max_consecutive_failures=3, retry_backoff=parse_backoff("3600,21600"))
+    first = after_failure(0, policy=policy, now=NOW)
     assert (first.failures, first.disable, first.retry_after) == (1, False, NOW + timedelta(hours=1))
-    second = after_failure(1, max_failures=3, backoff=backoff, now=NOW)
+    second = after_failure(1, policy=policy, now=NOW)
     assert second.retry_after == NOW + timedelta(hours=6)
-    third = after_failure(2, max_failures=3, backoff=backoff, now=NOW)
+    third = after_failure(2, policy=policy, now=NOW)
     assert (third.failures, third.disable, third.retry_after) == (3, True, None)
+
+
+def test_the_policy_is_what_the_process_was_given() -> None:
+    strict = AutoTopupPolicy(max_consecutive_failures=1, retry_backoff=(60,))
+    assert after_failure(0, policy=strict, now=NOW).disable is True
+    patient = AutoTopupPolicy(max_consecutive_failures=5, retry_backoff=(60,))
+    fourth = after_failure(3, policy=patient, now=NOW)
+    assert (fourth.disable, fourth.retry_after) == (False, NOW + timedelta(seconds=60))
+    assert AutoTopupPolicy() == AutoTopupPolicy(3, (3600, 21600))  # the settings' defaults
 
 
 @pytest.mark.parametrize("text", ["", "0", "-5", "1h", "3600,,x"])

@@ -25,6 +25,7 @@ from walletsvc.domain.errors import ProviderNotConfigured, Unauthorized
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import CheckoutKind
 from walletsvc.providers.stripe_gateway import STRIPE_API_VERSION
+from walletsvc.service_config import auth_config
 from walletsvc.services.auth import Authenticator
 from walletsvc.services.gateways import build_gateways, setting_warnings
 
@@ -87,7 +88,7 @@ def test_a_strong_secret_is_accepted_and_32_bytes_is_the_floor() -> None:
 def test_no_jwt_secret_is_no_portal_tokens_not_a_refusal(empty: str | None) -> None:
     config = settings(jwt_secret=empty)
     assert config.jwt_secret is None
-    authenticator = Authenticator(config)
+    authenticator = Authenticator(auth_config(config))
     assert authenticator.jwt_algorithm is None
     with pytest.raises(Unauthorized, match="neither JWT_SECRET nor JWT_PUBLIC_KEY"):
         authenticator.known(jwt.encode({"sub": "a", "role": "super_admin", "exp": 2**31}, GOOD_SECRET))
@@ -96,7 +97,7 @@ def test_no_jwt_secret_is_no_portal_tokens_not_a_refusal(empty: str | None) -> N
 def test_a_weak_secret_that_skipped_validation_still_cannot_sign_tokens() -> None:
     bypassed = settings(jwt_secret=GOOD_SECRET).model_copy(update={"jwt_secret": SecretStr("x")})
     with pytest.raises(ValueError, match="JWT_SECRET is 1 byte"):
-        Authenticator(bypassed)
+        Authenticator(auth_config(bypassed))
 
 
 def test_weak_secret_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,7 +131,7 @@ def test_an_rsa_public_key_is_accepted_also_on_one_line(rsa_key: rsa.RSAPrivateK
     token = jwt.encode(
         {"sub": "u-1", "role": "super_admin", "exp": int(time.time()) + 60}, rsa_key, algorithm="RS256"
     )
-    principal = Authenticator(one_line).known(token)
+    principal = Authenticator(auth_config(one_line)).known(token)
     assert principal is not None
     assert principal.role is Role.SUPER_ADMIN
 
@@ -177,7 +178,7 @@ def token(**claims: Any) -> str:
 
 def accepts(config: Settings, encoded: str) -> bool:
     try:
-        Authenticator(config).known(encoded)
+        Authenticator(auth_config(config)).known(encoded)
     except Unauthorized:
         return False
     return True
@@ -197,7 +198,7 @@ def test_a_token_living_longer_than_the_maximum_is_refused_by_exp_minus_iat() ->
     # Issued long ago for a year: refused, however much of it is left.
     assert not accepts(config, token(iat=now - 300 * 86400, exp=now + 65 * 86400))
     with pytest.raises(Unauthorized, match=r"longer than 3600 s \(JWT_MAX_LIFETIME_SECONDS\)"):
-        Authenticator(config).known(token(iat=now, exp=now + 7200))
+        Authenticator(auth_config(config)).known(token(iat=now, exp=now + 7200))
 
 
 def test_without_iat_the_lifetime_is_what_is_left_give_or_take_the_leeway() -> None:
@@ -216,7 +217,7 @@ def test_a_time_claim_must_be_a_number(claim: str) -> None:
     claims: dict[str, Any] = {"iat": now, "exp": now + 60}
     claims[claim] = str(claims[claim])  # PyJWT itself lets a string of digits through
     with pytest.raises(Unauthorized, match=f"the token's {claim} must be a number"):
-        Authenticator(config).known(token(**claims))
+        Authenticator(auth_config(config)).known(token(**claims))
 
 
 def test_audience_and_issuer_are_checked_when_set() -> None:
@@ -233,7 +234,7 @@ def test_audience_and_issuer_are_checked_when_set() -> None:
     ]
     for claims, why in cases:
         with pytest.raises(Unauthorized, match=why):
-            Authenticator(config).known(token(**claims))
+            Authenticator(auth_config(config)).known(token(**claims))
 
 
 def test_without_an_audience_set_a_token_for_another_audience_is_refused() -> None:
@@ -242,7 +243,7 @@ def test_without_an_audience_set_a_token_for_another_audience_is_refused() -> No
     assert accepts(config, token(exp=exp))
     assert accepts(config, token(exp=exp, iss="anyone"))  # no JWT_ISSUER: not checked
     with pytest.raises(Unauthorized, match=r"names an audience \(aud\).*JWT_AUDIENCE is unset"):
-        Authenticator(config).known(token(exp=exp, aud="some-other-api"))
+        Authenticator(auth_config(config)).known(token(exp=exp, aud="some-other-api"))
 
 
 @pytest.mark.parametrize("field", ["jwt_audience", "jwt_issuer"])
@@ -262,18 +263,20 @@ def test_the_leeway_is_bounded() -> None:
 def test_the_startup_line_names_the_auth_mode_and_its_checks_never_the_secret(
     rsa_key: rsa.RSAPrivateKey,
 ) -> None:
-    hs = Authenticator(settings(jwt_secret=GOOD_SECRET, jwt_audience="walletsvc")).describe()
+    hs = Authenticator(auth_config(settings(jwt_secret=GOOD_SECRET, jwt_audience="walletsvc"))).describe()
     assert hs.startswith("portal tokens: HS256 JWT (JWT_SECRET; aud must be 'walletsvc', iss not checked")
     assert "lifetime at most 86400 s" in hs
     assert hs.endswith("API keys (wsk_...): on")
     assert GOOD_SECRET not in hs
 
-    rs = Authenticator(settings(jwt_public_key=_pem(rsa_key), jwt_issuer="https://id.example")).describe()
+    rs = Authenticator(
+        auth_config(settings(jwt_public_key=_pem(rsa_key), jwt_issuer="https://id.example"))
+    ).describe()
     assert rs.startswith("portal tokens: RS256 JWT (JWT_PUBLIC_KEY; tokens naming an aud refused")
     assert "iss must be 'https://id.example'" in rs
     assert "BEGIN PUBLIC KEY" not in rs
 
-    none = Authenticator(settings()).describe()
+    none = Authenticator(auth_config(settings())).describe()
     assert none.startswith("portal tokens: none (neither JWT_SECRET nor JWT_PUBLIC_KEY is set")
     assert none.endswith("API keys (wsk_...): on")
 

@@ -9,7 +9,8 @@ from cryptography.fernet import Fernet
 
 from walletsvc.config import Settings
 from walletsvc.db.embedded import is_embedded_url
-from walletsvc.services.webhook_endpoints import KEY_FILE_NAME, load_secret_box
+from walletsvc.service_config import webhook_secret_box
+from walletsvc.services.webhook_endpoints import KEY_FILE_NAME
 
 
 def _settings(data_dir: Path, **values: str) -> Settings:
@@ -17,9 +18,9 @@ def _settings(data_dir: Path, **values: str) -> Settings:
 
 
 def test_the_embedded_server_and_the_url_serve_hands_its_worker_share_one_key_file(tmp_path: Path) -> None:
-    alone = load_secret_box(_settings(tmp_path))
+    alone = webhook_secret_box(_settings(tmp_path))
     embedded_url = f"postgresql+asyncpg://postgres@/walletsvc?host={tmp_path}"
-    worker = load_secret_box(_settings(tmp_path, database_url=embedded_url))
+    worker = webhook_secret_box(_settings(tmp_path, database_url=embedded_url))
     assert alone is not None
     assert worker is not None
     assert worker.open(alone.seal("whsec_abc")) == "whsec_abc"
@@ -28,10 +29,10 @@ def test_the_embedded_server_and_the_url_serve_hands_its_worker_share_one_key_fi
 
 def test_a_real_server_without_the_setting_has_no_key(tmp_path: Path) -> None:
     url = "postgresql://walletsvc@db.internal:5432/walletsvc"
-    assert load_secret_box(_settings(tmp_path, database_url=url)) is None
+    assert webhook_secret_box(_settings(tmp_path, database_url=url)) is None
     assert not (tmp_path / KEY_FILE_NAME).exists()
     key = Fernet.generate_key().decode()
-    assert load_secret_box(_settings(tmp_path, database_url=url, webhook_secrets_key=key)) is not None
+    assert webhook_secret_box(_settings(tmp_path, database_url=url, webhook_secrets_key=key)) is not None
 
 
 def test_only_a_socket_in_the_data_dir_is_the_embedded_server(tmp_path: Path) -> None:

@@ -9,10 +9,12 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from walletsvc.api.telephony import usage_caller
 from walletsvc.config import Settings
 from walletsvc.db.repositories.idempotency import IdempotencyStore, StoredResponse
 from walletsvc.domain import idempotency
 from walletsvc.domain.access import Principal, Scope
+from walletsvc.domain.auto_topup import AutoTopupPolicy
 from walletsvc.domain.errors import Unauthorized
 from walletsvc.services.auth import Authenticator
 
@@ -30,15 +32,23 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_auto_topup_policy(request: Request) -> AutoTopupPolicy:
+    """Built once from the settings in create_app: what a decline reported to this process does."""
+    policy: AutoTopupPolicy = request.app.state.auto_topup_policy
+    return policy
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+AutoTopupPolicyDep = Annotated[AutoTopupPolicy, Depends(get_auto_topup_policy)]
 
-_bearer = HTTPBearer(
+# Read by every route's BearerDep and by the lean usage path (api/fast_usage.py) alike.
+bearer_scheme = HTTPBearer(
     auto_error=False, description="A portal JWT, or an API key (`wsk_...`) made by `walletsvc keys create`"
 )
 
 
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
@@ -121,11 +131,10 @@ Idempotent = Depends(idempotency_key)
 async def telephony_caller(
     request: Request, credentials: BearerDep, key: IdempotencyKeyHeader = None
 ) -> Principal:
-    """The hot path's one dependency: authenticate, check `usage:write`, claim an Idempotency-Key if one
-    was sent. (The same steps as PrincipalDep + requires + Idempotent, in one call: every dependency
-    FastAPI resolves costs the telephony path time on every charge.)"""
-    principal = await _authenticate(request, credentials)
-    principal.require(Scope.USAGE_WRITE)
+    """The usage routes' one dependency: the caller as the lean path knows it (telephony.usage_caller),
+    then the Idempotency-Key claimed if one was sent. (PrincipalDep + requires + Idempotent in one call:
+    every dependency FastAPI resolves costs the telephony path time on every charge.)"""
+    principal = await usage_caller(request, credentials)
     if key is not None:
         await _claim(request, principal, key)
     return principal

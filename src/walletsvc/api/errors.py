@@ -87,6 +87,22 @@ def _extras(exc: e.WalletError) -> dict[str, Any]:
     return {}
 
 
+def problem_document(
+    status: int, code: str, title: str, detail: str | None, request: Request | None, **extra: Any
+) -> dict[str, Any]:
+    """The problem+json body itself (a batch puts one in each refused record's result)."""
+    return {
+        "type": f"urn:walletsvc:problem:{code.lower().replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "instance": request.url.path if request is not None else None,
+        "request_id": request_id_var.get(),
+        **extra,
+    }
+
+
 def problem(
     status: int,
     code: str,
@@ -97,25 +113,21 @@ def problem(
     retry_after: int | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"urn:walletsvc:problem:{code.lower().replace('_', '-')}",
-        "title": title,
-        "status": status,
-        "code": code,
-        "detail": detail,
-        "instance": request.url.path if request is not None else None,
-        "request_id": request_id_var.get(),
-        **extra,
-    }
+    return _answer(problem_document(status, code, title, detail, request, **extra), retry_after=retry_after)
+
+
+def _answer(body: dict[str, Any], *, retry_after: int | None = None) -> JSONResponse:
+    status = body["status"]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if code == "PROVIDER_UNAVAILABLE":
+    if body["code"] == "PROVIDER_UNAVAILABLE":
         headers = {"Retry-After": "30"}
     if retry_after is not None:
         headers = {"Retry-After": str(retry_after)}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
+def _mapped(exc: e.WalletError) -> tuple[int, str, str]:
+    """(status, code, title) of a refusal, counted in the refusals metric."""
     for cls in type(exc).__mro__:
         if cls in ERROR_TABLE:
             status, code, title = ERROR_TABLE[cls]
@@ -123,25 +135,34 @@ def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
     else:  # a WalletError subclass nobody mapped: still a client-facing refusal, never a 500
         status, code, title = 400, "BAD_REQUEST", "Bad request"
     REFUSALS.labels(code).inc()
-    if isinstance(exc, e.DatabaseUnavailable):
-        # What went wrong by its kind only: a driver's message may carry the statement's data.
-        cause = exc.__cause__
-        log.warning(
-            "database unavailable",
-            extra={
-                "code": code,
-                "error": type(exc).__name__,
-                "cause": type(cause).__name__ if cause else None,
-            },
-        )
-        return problem(status, code, title, exc.detail, request, retry_after=exc.retry_after_seconds)
+    return status, code, title
+
+
+def refusal_document(exc: e.WalletError, request: Request | None) -> dict[str, Any]:
+    """The problem document problem_for answers, for a refusal that is one part of an answer (a record of
+    a batch). Its `status` is the status that refusal alone would have had."""
+    status, code, title = _mapped(exc)
     log.info("request refused", extra={"code": code, "status": status})
-    return problem(status, code, title, exc.detail, request, **_extras(exc))
+    return problem_document(status, code, title, exc.detail, request, **_extras(exc))
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+def problem_for(exc: e.WalletError, request: Request | None) -> JSONResponse:
+    if not isinstance(exc, e.DatabaseUnavailable):
+        return _answer(refusal_document(exc, request))
+    status, code, title = _mapped(exc)
+    # What went wrong by its kind only: a driver's message may carry the statement's data.
+    cause = exc.__cause__
+    log.warning(
+        "database unavailable",
+        extra={"code": code, "error": type(exc).__name__, "cause": type(cause).__name__ if cause else None},
+    )
+    return problem(status, code, title, exc.detail, request, retry_after=exc.retry_after_seconds)
+
+
+def validation_document(exc: RequestValidationError, request: Request) -> dict[str, Any]:
+    """The VALIDATION_FAILED document validation_problem answers (a batch puts one in a record's result)."""
     # The offending input is left out: it may be a secret or a signature.
-    return [
+    errors = [
         {
             "loc": [str(part) for part in err.get("loc", ())],
             "msg": err.get("msg", ""),
@@ -149,12 +170,12 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
         }
         for err in exc.errors()
     ]
+    detail = "; ".join(f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:5])
+    return problem_document(422, "VALIDATION_FAILED", "Validation failed", detail, request, errors=errors)
 
 
 def validation_problem(exc: RequestValidationError, request: Request) -> JSONResponse:
-    errors = _validation_errors(exc)
-    detail = "; ".join(f"{'.'.join(err['loc'])}: {err['msg']}" for err in errors[:5])
-    return problem(422, "VALIDATION_FAILED", "Validation failed", detail, request, errors=errors)
+    return _answer(validation_document(exc, request))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -500,7 +500,25 @@ payment_methods = Table(
     _created_at(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("detached_at", DateTime(timezone=True)),
+    # --- Razorpay recurring mandates (migration 0012): a token of the tenant's Razorpay customer ---
+    Column("token_id", Text),  # known once the authorization payment is made
+    Column("auth_order_id", Text),  # the authorization order the customer pays in Checkout
+    Column("auth_topup_id", String(40)),  # the top-up that credits the authorization payment
+    Column("vpa", Text),  # UPI AutoPay, masked
+    Column("expires_at", DateTime(timezone=True)),
+    Column("status_reason", Text),  # why it is rejected, cancelled or paused
     PrimaryKeyConstraint("tenant_id", "id"),
+)
+
+# --- Razorpay recurring mandates (migration 0012) -------------------------------------------------------
+# The tenant's Razorpay customer, whom its mandates' tokens belong to.
+razorpay_customers = Table(
+    "razorpay_customers",
+    metadata,
+    Column("tenant_id", String(64), primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("default_payment_method", Text),  # the mandate chosen as the default; NULL: the newest active
+    _created_at(),
 )
 
 auto_topup_settings = Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from walletsvc.domain.errors import Forbidden, InvalidRequest
@@ -67,6 +68,20 @@ class Principal:
         if requested is not None and requested != self.tenant_id:
             raise Forbidden("these credentials may only act on their own tenant")
         return self.tenant_id
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A stored API key: its SHA-256 digest, never the key itself (that is shown once)."""
+
+    id: str
+    tenant_id: str | None
+    name: str
+    secret_hash: bytes
+    scopes: frozenset[Scope]
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 def validate_key_scopes(scopes: frozenset[Scope], tenant_id: str | None) -> None:

@@ -5,7 +5,7 @@ Pure: the services read the state, these functions decide, the services write wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -16,6 +16,27 @@ from walletsvc.domain.topups import check_topup_amount, default_maximum
 
 DEFAULT_MAX_PER_DAY = 2
 MAX_PER_DAY_LIMIT = 24
+DEFAULT_MAX_CONSECUTIVE_FAILURES = 3
+DEFAULT_RETRY_BACKOFF = (3600, 21600)
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopupPolicy:
+    """The decline path's limits (AUTO_TOPUP_MAX_CONSECUTIVE_FAILURES, AUTO_TOPUP_RETRY_BACKOFF_SECONDS),
+    built once from the settings by each process and handed to whatever applies a failure: the credit
+    function, the webhooks, the runner and reconcile."""
+
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES
+    retry_backoff: tuple[int, ...] = DEFAULT_RETRY_BACKOFF
+
+
+@dataclass(frozen=True, slots=True)
+class AutoTopupSettings:
+    """What the wallet row mirrors of the auto top-up settings (shown in GET /v1/wallet)."""
+
+    enabled: bool
+    threshold: int | None
+    amount: int | None
 
 
 class AutoTopupStatus(StrEnum):
@@ -207,20 +228,20 @@ class FailureDecision:
     retry_after: datetime | None  # when a balance change may start the next attempt
 
 
-def after_failure(
-    consecutive_failures: int, *, max_failures: int, backoff: Sequence[int], now: datetime
-) -> FailureDecision:
-    """A decline: wait the next back-off step; after `max_failures` in a row, switch auto top-up off."""
+def after_failure(consecutive_failures: int, *, policy: AutoTopupPolicy, now: datetime) -> FailureDecision:
+    """A decline: wait the next back-off step; after the policy's maximum in a row, switch auto top-up off."""
     failures = consecutive_failures + 1
-    if failures >= max_failures:
+    if failures >= policy.max_consecutive_failures:
         return FailureDecision(failures, True, None)
+    backoff = policy.retry_backoff
     step = backoff[min(failures - 1, len(backoff) - 1)]
     return FailureDecision(failures, False, now + timedelta(seconds=step))
 
 
 @dataclass(frozen=True, slots=True)
 class SavedPaymentMethod:
-    """A saved card (or mandate) as walletsvc shows it: brand, last 4, expiry, never more."""
+    """A saved card (or Razorpay mandate) as walletsvc shows it: brand, last 4 (or a masked VPA), expiry,
+    a mandate's limit and state, never more."""
 
     tenant_id: str
     id: str
@@ -233,6 +254,11 @@ class SavedPaymentMethod:
     max_amount: int | None
     status: str
     created_at: datetime
+    customer_id: str | None = None
+    token_id: str | None = None  # a Razorpay mandate's token, once its authorization payment is made
+    vpa: str | None = None  # UPI AutoPay: masked (ab****@okhdfc)
+    expires_at: datetime | None = None  # a mandate's end
+    status_reason: str | None = None
 
     @property
     def active(self) -> bool:

@@ -127,6 +127,16 @@ class Party:
 
 
 @dataclass(frozen=True, slots=True)
+class BillingDetails:
+    """The name, address and tax id a tenant's documents name it by."""
+
+    tenant_id: str
+    party: Party
+    updated_by: str | None  # None: never set (the tenant's name and country stand in)
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
     """One line of an invoice or credit note. `amount` is in minor units; a bonus line has amount 0."""
 

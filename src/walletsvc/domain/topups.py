@@ -55,6 +55,36 @@ class Topup:
         return 0 if self.credited is None else self.credited.amount - self.refunded.amount
 
 
+@dataclass(frozen=True, slots=True)
+class TopupEvent:
+    """One step in a top-up's history: created, redirected, credited, failed ... and what told us."""
+
+    kind: str
+    source: str
+    detail: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TopupRefund:
+    """A refund of a top-up to the card or account it came from."""
+
+    id: str
+    tenant_id: str
+    topup_id: str
+    amount: Money
+    status: str  # pending, succeeded, failed, flagged (the provider reported it wrongly: for review)
+    provider_refund_id: str | None
+    reason: str
+    forced: bool
+    debited: bool
+    held: int  # reserved on the wallet for it until it is debited or fails
+    failure_reason: str | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
 def default_minimum(currency: str) -> int:
     """One major unit (Rs 1, $1, ¥1) when no minimum is configured for the currency."""
     return int(10 ** minor_digits(currency))

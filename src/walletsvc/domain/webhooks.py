@@ -7,6 +7,7 @@ import ipaddress
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -40,6 +41,58 @@ class AttemptOutcome(StrEnum):
     DELIVERED = "delivered"  # a 2xx
     FAILED = "failed"  # another status, a timeout, a refused connection
     REFUSED = "refused"  # not sent: the URL's address is not allowed, or the secret cannot be read
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    """A webhook endpoint as stored: its signing secrets only as ciphertexts."""
+
+    id: str
+    tenant_id: str | None
+    url: str
+    description: str
+    event_types: tuple[str, ...]
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    secret_ciphertext: bytes
+    previous_secret_ciphertext: bytes | None
+    previous_secret_expires_at: datetime | None
+    failing_since: datetime | None
+    last_success_at: datetime | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One event on its way to one endpoint (`status`: a DeliveryStatus value)."""
+
+    id: int
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    status: str
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One attempt of a delivery (`outcome`: an AttemptOutcome value)."""
+
+    delivery_id: int
+    attempt: int
+    outcome: str
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    duration_ms: int
+    started_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

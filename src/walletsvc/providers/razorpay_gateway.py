@@ -93,13 +93,15 @@ class RazorpayGateway:
         *,
         json: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        attempts: int | None = None,
     ) -> dict[str, Any]:
         """One call, retried on timeouts and 5xx. Every retried POST is safe: refunds carry
         X-Refund-Idempotency, and a second order for a top-up is never paid twice (its receipt is the
-        top-up, which is credited once)."""
+        top-up, which is credited once). A call that is not safe to repeat (a recurring debit) passes
+        `attempts=1`: its caller looks first at what the lost answer may have made."""
         self.breaker.before_call()
         last_error: Exception | None = None
-        for _ in range(self.attempts):
+        for _ in range(attempts or self.attempts):
             try:
                 response = await self.http.request(method, path, json=json, headers=headers)
             except httpx.HTTPError as exc:

@@ -8,16 +8,15 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings, check_jwt_secret
-from walletsvc.db.repositories.api_keys import ApiKeyRecord, ApiKeyRepository
+from walletsvc.db.repositories.api_keys import ApiKeyRepository
 from walletsvc.db.repositories.tenants import TenantRepository
-from walletsvc.domain.access import ROLE_SCOPES, Principal, Role, Scope, validate_key_scopes
+from walletsvc.domain.access import ROLE_SCOPES, ApiKeyRecord, Principal, Role, Scope, validate_key_scopes
 from walletsvc.domain.errors import Unauthorized
 
 API_KEY_PREFIX = "wsk_"
@@ -64,43 +63,47 @@ async def revoke_api_key(session: AsyncSession, key_id: str) -> ApiKeyRecord:
     return await ApiKeyRepository(session).revoke(key_id)
 
 
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """What authentication reads from the settings (JWT_*, API_KEY_CACHE_SECONDS), built once per process
+    (service_config.auth_config)."""
+
+    jwt_algorithm: str | None  # "HS256" (JWT_SECRET), "RS256" (JWT_PUBLIC_KEY), None: no portal tokens
+    jwt_key: str | None = field(repr=False)  # the HS256 secret or the RS256 public key (PEM)
+    jwt_audience: str | None
+    jwt_issuer: str | None
+    jwt_leeway_seconds: int
+    jwt_max_lifetime_seconds: int
+    api_key_cache_seconds: float
+
+
 class Authenticator:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.settings = settings
+    def __init__(self, config: AuthConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
         self.clock = clock
         # Telephony sends every charge with the same key: remember a verified key for a few seconds
         # instead of reading it from the database on every request. A revocation reaches this process
         # at once (forget) and other processes within API_KEY_CACHE_SECONDS.
         self._keys: dict[bytes, tuple[Principal, float]] = {}
-        self._jwt_key: str | None = None
-        self._algorithms: list[str] = []
-        if settings.jwt_public_key is not None and settings.jwt_public_key.get_secret_value():
-            self._jwt_key, self._algorithms = settings.jwt_public_key.get_secret_value(), ["RS256"]
-        elif settings.jwt_secret is not None and settings.jwt_secret.get_secret_value():
-            secret = settings.jwt_secret.get_secret_value()
-            # Settings refuses a weak secret; this catches one that bypassed validation (model_copy).
-            problem = check_jwt_secret(secret)
-            if problem is not None:
-                raise ValueError(f"JWT_SECRET {problem}")
-            self._jwt_key, self._algorithms = secret, ["HS256"]
+        self._algorithms = [config.jwt_algorithm] if config.jwt_algorithm is not None else []
 
     @property
     def jwt_algorithm(self) -> str | None:
         """HS256, RS256, or None when portal tokens are not accepted at all."""
-        return self._algorithms[0] if self._algorithms else None
+        return self.config.jwt_algorithm
 
     def describe(self) -> str:
         """The auth modes that are on, for the start-up log: never a secret or a key."""
-        s = self.settings
+        c = self.config
         if self.jwt_algorithm is None:
             portal = "none (neither JWT_SECRET nor JWT_PUBLIC_KEY is set: every portal token is refused)"
         else:
             source = "JWT_SECRET" if self.jwt_algorithm == "HS256" else "JWT_PUBLIC_KEY"
             checks = [
-                f"aud must be {s.jwt_audience!r}" if s.jwt_audience else "tokens naming an aud refused",
-                f"iss must be {s.jwt_issuer!r}" if s.jwt_issuer else "iss not checked",
-                f"lifetime at most {s.jwt_max_lifetime_seconds} s",
-                f"leeway {s.jwt_leeway_seconds} s",
+                f"aud must be {c.jwt_audience!r}" if c.jwt_audience else "tokens naming an aud refused",
+                f"iss must be {c.jwt_issuer!r}" if c.jwt_issuer else "iss not checked",
+                f"lifetime at most {c.jwt_max_lifetime_seconds} s",
+                f"leeway {c.jwt_leeway_seconds} s",
             ]
             portal = f"{self.jwt_algorithm} JWT ({source}; {', '.join(checks)})"
         return f"portal tokens: {portal}; API keys (wsk_...): on"
@@ -125,7 +128,7 @@ class Authenticator:
         if cached is not None and cached[1] > now:
             return cached[0]
         principal = await self._api_key(session, token)
-        ttl = self.settings.api_key_cache_seconds
+        ttl = self.config.api_key_cache_seconds
         if ttl > 0:
             if len(self._keys) > 10_000:  # bounded: drop everything rather than grow without end
                 self._keys.clear()
@@ -139,19 +142,19 @@ class Authenticator:
                 del self._keys[digest]
 
     def _jwt(self, token: str) -> Principal:
-        if self._jwt_key is None:
+        config = self.config
+        if config.jwt_key is None:
             raise Unauthorized("portal tokens are not accepted: neither JWT_SECRET nor JWT_PUBLIC_KEY is set")
-        settings = self.settings
         try:
             # The algorithm list is ours, never the token's: `alg: none` and HS/RS confusion are refused.
             # With no JWT_AUDIENCE, PyJWT refuses a token that names an audience: it is for someone else.
             claims = jwt.decode(
                 token,
-                self._jwt_key,
+                config.jwt_key,
                 algorithms=self._algorithms,
-                audience=settings.jwt_audience or None,
-                issuer=settings.jwt_issuer or None,
-                leeway=settings.jwt_leeway_seconds,
+                audience=config.jwt_audience or None,
+                issuer=config.jwt_issuer or None,
+                leeway=config.jwt_leeway_seconds,
                 options={"require": ["exp", "sub", "role"]},
             )
         except jwt.ExpiredSignatureError as exc:
@@ -159,7 +162,7 @@ class Authenticator:
         except jwt.MissingRequiredClaimError as exc:
             raise Unauthorized(f"the token has no {exc.claim} claim") from exc
         except jwt.InvalidAudienceError as exc:
-            if settings.jwt_audience:
+            if config.jwt_audience:
                 raise Unauthorized("the token's audience (aud) is not this service") from exc
             raise Unauthorized(
                 "the token names an audience (aud) and this service expects none (JWT_AUDIENCE is unset)"
@@ -192,12 +195,12 @@ class Authenticator:
     def _check_lifetime(self, claims: dict[str, Any]) -> None:
         """Refuse a token that lives longer than JWT_MAX_LIFETIME_SECONDS: exp - iat, or, with no iat,
         exp - now (give or take the leeway for the issuer's clock)."""
-        limit = self.settings.jwt_max_lifetime_seconds
+        limit = self.config.jwt_max_lifetime_seconds
         expires = _numeric_claim(claims, "exp")
         if claims.get("iat") is not None:
             lifetime = expires - _numeric_claim(claims, "iat")
         else:
-            lifetime = expires - time.time() - self.settings.jwt_leeway_seconds
+            lifetime = expires - time.time() - self.config.jwt_leeway_seconds
         if lifetime > limit:
             raise Unauthorized(
                 f"the token lives longer than {limit} s (JWT_MAX_LIFETIME_SECONDS); ask for one that expires sooner"

@@ -24,12 +24,12 @@ from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.auto_topups import AutoTopupRepository, start_if_due
 from walletsvc.db.repositories.payment_methods import PaymentMethodRepository
-from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import StripeCustomerRepository, TopupRepository
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.auto_topup import (
     AutoTopup,
     AutoTopupConfig,
+    AutoTopupPolicy,
     AutoTopupStatus,
     Refusal,
     check_caps,
@@ -41,7 +41,6 @@ from walletsvc.domain.auto_topup import (
 from walletsvc.domain.errors import AutoTopupLocked, InvalidPayment, NoPaymentMethod, NotFound, WalletError
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.money import Money
-from walletsvc.domain.routing import choose_provider
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import CheckoutKind, TopupStatus
 from walletsvc.providers.base import PaymentState, PaymentStatus
@@ -52,10 +51,25 @@ from walletsvc.providers.stripe_saved_methods import (
     charge_off_session,
 )
 from walletsvc.services import auto_topup_outcomes
-from walletsvc.services.auto_topup_links import LinkPlan, link_plan, prepare_link, record_link, send_link
+from walletsvc.services.auto_topup_links import (
+    LinkPlan,
+    ensure_attempt_topup,
+    link_plan,
+    prepare_link,
+    record_link,
+    send_link,
+)
+from walletsvc.services.auto_topup_mandates import (
+    MandatePlan,
+    prepare_mandate,
+    record_debit,
+    resume_mandate,
+    send_debit,
+)
 from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import intent_id
+from walletsvc.services.payment_methods import tenant_provider
 from walletsvc.services.topups import fail_topup, settle_status
 
 log = logging.getLogger(__name__)
@@ -177,13 +191,7 @@ async def _needs_card(session: AsyncSession, tenant_id: str) -> bool:
 
 
 async def _provider_of(session: AsyncSession, tenant_id: str) -> ProviderName:
-    tenant = await TenantRepository(session).get(tenant_id)
-    return choose_provider(
-        currency=tenant.currency,
-        country=tenant.country,
-        data_residency_region=tenant.data_residency_region,
-        tenant_setting=tenant.payments_provider,
-    ).provider
+    return await tenant_provider(session, tenant_id)
 
 
 # --- the runner ----------------------------------------------------------------------------------------
@@ -208,13 +216,26 @@ def confirm_url(settings: Settings, attempt_id: str) -> str:
 
 
 async def run_auto_topup(
-    db: Database, gateways: Gateways, settings: Settings, *, tenant_id: str, auto_topup_id: str
+    db: Database,
+    gateways: Gateways,
+    settings: Settings,
+    *,
+    policy: AutoTopupPolicy,
+    tenant_id: str,
+    auto_topup_id: str,
 ) -> AutoTopupStatus:
     """The job: prepare and commit the intent, charge outside any transaction, record the answer."""
     async with unit_of_work(db) as session:
-        plan, status = await _prepare(session, gateways, settings, tenant_id, auto_topup_id)
+        plan, status = await _prepare(session, gateways, settings, policy, tenant_id, auto_topup_id)
     if plan is None:
         return status
+    if isinstance(plan, MandatePlan):
+        debit = await send_debit(gateways, plan)  # ProviderUnavailable: runs again, finds what was made
+        async with unit_of_work(db) as session:
+            recorded = await record_debit(session, settings, plan, debit, policy=policy)
+        if not isinstance(recorded, LinkPlan):
+            return recorded
+        plan = recorded  # Razorpay refused the mandate: the payment link goes instead, once
     if isinstance(plan, LinkPlan):
         link = await send_link(gateways, plan)
         async with unit_of_work(db) as session:
@@ -233,16 +254,23 @@ async def run_auto_topup(
         # Stripe refused the request itself (a card gone from the customer, ...): a failure like a decline.
         charge = OffSessionCharge(ChargeState.DECLINED, None, None, exc.detail, "invalid_request")
     async with unit_of_work(db) as session:
-        return await record_charge(session, tenant_id, plan.attempt.id, plan.topup_id, charge)
+        return await record_charge(session, tenant_id, plan.attempt.id, plan.topup_id, charge, policy=policy)
 
 
 async def _prepare(
-    session: AsyncSession, gateways: Gateways, settings: Settings, tenant_id: str, attempt_id: str
-) -> tuple[_Plan | LinkPlan | None, AutoTopupStatus]:
+    session: AsyncSession,
+    gateways: Gateways,
+    settings: Settings,
+    policy: AutoTopupPolicy,
+    tenant_id: str,
+    attempt_id: str,
+) -> tuple[_Plan | MandatePlan | LinkPlan | None, AutoTopupStatus]:
     attempts = AutoTopupRepository(session)
     attempt = await attempts.get(tenant_id, attempt_id, for_update=True)
     if attempt.status is AutoTopupStatus.PROCESSING:
         if attempt.provider == ProviderName.RAZORPAY.value:
+            if attempt.payment_method_id is not None:  # on a mandate: the same receipt, never a 2nd debit
+                return await resume_mandate(session, attempt), attempt.status
             return await link_plan(session, settings, attempt), attempt.status  # finds the first link
         return await _resume(session, attempt), attempt.status  # resumed: the same key, the same intent
     if attempt.status is not AutoTopupStatus.CREATED:
@@ -322,12 +350,23 @@ async def _prepare(
             await attempts.get(tenant_id, attempt.id),
             reason=f"{provider.value} is not configured here",
             code="provider_not_configured",
+            policy=policy,
         )
         return None, AutoTopupStatus.FAILED
     if provider is ProviderName.RAZORPAY:
-        # INR: no mandate can be charged here yet, so a payment link goes to the billing contacts.
+        # INR: a recurring mandate that covers the amount is debited; without one (or above its limit) a
+        # payment link goes to the billing contacts.
+        mandate_plan, why = await prepare_mandate(
+            session,
+            attempt,
+            topup_id=topup_id,
+            amount=Money(amount, wallet.currency),
+            preferred=config.payment_method_id,
+        )
+        if mandate_plan is not None:
+            return mandate_plan, AutoTopupStatus.PROCESSING
         plan = await prepare_link(
-            session, settings, attempt, topup_id=topup_id, amount=Money(amount, wallet.currency)
+            session, settings, attempt, topup_id=topup_id, amount=Money(amount, wallet.currency), why=why
         )
         return plan, AutoTopupStatus.PROCESSING
     method_id = config.payment_method_id or await PaymentMethodRepository(session).default_id(tenant_id)
@@ -336,23 +375,22 @@ async def _prepare(
         await attempts.update(tenant_id, attempt.id, provider=provider.value, amount=amount)
         reason = "no saved payment method: save a card with POST /v1/payment-methods/setup"
         await auto_topup_outcomes.record_failure(
-            session, await attempts.get(tenant_id, attempt.id), reason=reason, code="no_payment_method"
+            session,
+            await attempts.get(tenant_id, attempt.id),
+            reason=reason,
+            code="no_payment_method",
+            policy=policy,
         )
         return None, AutoTopupStatus.FAILED
-    topups = TopupRepository(session)
-    if await topups.find(tenant_id, topup_id) is None:
-        await topups.add(
-            topup_id=topup_id,
-            tenant_id=tenant_id,
-            provider=provider,
-            amount=Money(amount, wallet.currency),
-            checkout_kind=CheckoutKind.CLIENT_SECRET,  # a PaymentIntent: reconcile asks Stripe about it
-            save_payment_method=False,
-            created_by="system:auto_topup",
-        )
-        await topups.add_event(
-            tenant_id, topup_id, "created", source="auto_topup", detail=f"auto top-up {attempt.id}"
-        )
+    await ensure_attempt_topup(
+        session,
+        attempt,
+        topup_id=topup_id,
+        amount=Money(amount, wallet.currency),
+        provider=provider,
+        checkout_kind=CheckoutKind.CLIENT_SECRET,  # a PaymentIntent: reconcile asks Stripe about it
+        detail=f"auto top-up {attempt.id}",
+    )
     processing = await attempts.update(
         tenant_id,
         attempt.id,
@@ -413,7 +451,13 @@ async def _end(
 
 
 async def record_charge(
-    session: AsyncSession, tenant_id: str, attempt_id: str, topup_id: str, charge: OffSessionCharge
+    session: AsyncSession,
+    tenant_id: str,
+    attempt_id: str,
+    topup_id: str,
+    charge: OffSessionCharge,
+    *,
+    policy: AutoTopupPolicy,
 ) -> AutoTopupStatus:
     """Stripe's answer, applied through the top-up (whose lock orders it against webhooks and reconcile)."""
     topups = TopupRepository(session)
@@ -426,7 +470,7 @@ async def record_charge(
         )
     if charge.state is ChargeState.SUCCEEDED:
         status = PaymentStatus(PaymentState.PAID, charge.amount, charge.payment_intent_id, charge.reason)
-        await settle_status(session, tenant_id, topup_id, status, source="auto_topup")
+        await settle_status(session, tenant_id, topup_id, status, source="auto_topup", policy=policy)
     elif charge.state is ChargeState.DECLINED:
         await fail_topup(
             session,
@@ -434,6 +478,7 @@ async def record_charge(
             topup_id,
             reason=charge.reason or "declined",
             source="auto_topup",
+            policy=policy,
             payment_id=charge.payment_intent_id,
             code=charge.code,
         )
@@ -453,7 +498,9 @@ async def record_charge(
     return (await AutoTopupRepository(session).get(tenant_id, attempt_id)).status
 
 
-async def _give_up_waiting(db: Database, gateways: Gateways, attempt: AutoTopup) -> None:
+async def _give_up_waiting(
+    db: Database, gateways: Gateways, attempt: AutoTopup, policy: AutoTopupPolicy
+) -> None:
     """Cancel the PaymentIntent first (a confirmation can no longer charge the card), then fail the top-up
     behind it: a failure like a decline. A success that came first is credited instead, once."""
     if attempt.topup_id is None:
@@ -465,7 +512,9 @@ async def _give_up_waiting(db: Database, gateways: Gateways, attempt: AutoTopup)
             status = PaymentStatus(PaymentState.PAID, charge.amount, charge.payment_intent_id, charge.reason)
     async with unit_of_work(db) as session:
         if status.state is PaymentState.PAID:
-            await settle_status(session, attempt.tenant_id, attempt.topup_id, status, source="reconcile")
+            await settle_status(
+                session, attempt.tenant_id, attempt.topup_id, status, source="reconcile", policy=policy
+            )
             return
         await fail_topup(
             session,
@@ -473,13 +522,19 @@ async def _give_up_waiting(db: Database, gateways: Gateways, attempt: AutoTopup)
             attempt.topup_id,
             reason="the customer did not confirm the payment in time",
             source="reconcile",
+            policy=policy,
             payment_id=attempt.provider_payment_id,
             code="action_timeout",
         )
 
 
 async def resume_stale(
-    db: Database, gateways: Gateways, settings: Settings, *, older_than_seconds: int
+    db: Database,
+    gateways: Gateways,
+    settings: Settings,
+    *,
+    policy: AutoTopupPolicy,
+    older_than_seconds: int,
 ) -> int:
     """Reconcile's part: attempts a job gave up on (the provider was down for long) run again, and 3-D
     Secure ones nobody confirmed in AUTO_TOPUP_ACTION_TIMEOUT_SECONDS end (so auto top-up can go on)."""
@@ -489,14 +544,14 @@ async def resume_stale(
         waiting = await attempts.waiting_longer_than(settings.auto_topup_action_timeout_seconds)
     for attempt in waiting:
         try:
-            await _give_up_waiting(db, gateways, attempt)
+            await _give_up_waiting(db, gateways, attempt, policy)
         except WalletError as exc:
             log.warning("a waiting auto top-up stays: %s", exc.detail, extra={"auto_topup_id": attempt.id})
     resumed = 0
     for attempt in stale:
         try:
             await run_auto_topup(
-                db, gateways, settings, tenant_id=attempt.tenant_id, auto_topup_id=attempt.id
+                db, gateways, settings, policy=policy, tenant_id=attempt.tenant_id, auto_topup_id=attempt.id
             )
             resumed += 1
         except (InvalidPayment, NotFound) as exc:

@@ -40,24 +40,52 @@ class LinkPlan:
     expire_by: int
 
 
+async def ensure_attempt_topup(
+    session: AsyncSession,
+    attempt: AutoTopup,
+    *,
+    topup_id: str,
+    amount: Money,
+    provider: ProviderName,
+    checkout_kind: CheckoutKind,
+    detail: str,
+) -> None:
+    """The top-up behind an attempt (written once: a resumed job finds it), credited by the one credit
+    function whichever path confirms its payment."""
+    topups = TopupRepository(session)
+    if await topups.find(attempt.tenant_id, topup_id) is not None:
+        return
+    await topups.add(
+        topup_id=topup_id,
+        tenant_id=attempt.tenant_id,
+        provider=provider,
+        amount=amount,
+        checkout_kind=checkout_kind,
+        save_payment_method=False,
+        created_by="system:auto_topup",
+    )
+    await topups.add_event(attempt.tenant_id, topup_id, "created", source="auto_topup", detail=detail)
+
+
 async def prepare_link(
-    session: AsyncSession, settings: Settings, attempt: AutoTopup, *, topup_id: str, amount: Money
+    session: AsyncSession,
+    settings: Settings,
+    attempt: AutoTopup,
+    *,
+    topup_id: str,
+    amount: Money,
+    why: str = "no mandate",
 ) -> LinkPlan:
     """Write the top-up and mark the attempt processing (committed by the caller before any call)."""
-    topups = TopupRepository(session)
-    if await topups.find(attempt.tenant_id, topup_id) is None:
-        await topups.add(
-            topup_id=topup_id,
-            tenant_id=attempt.tenant_id,
-            provider=ProviderName.RAZORPAY,
-            amount=amount,
-            checkout_kind=CheckoutKind.RAZORPAY_MODAL,
-            save_payment_method=False,
-            created_by="system:auto_topup",
-        )
-        await topups.add_event(
-            attempt.tenant_id, topup_id, "created", source="auto_topup", detail=f"payment link, {attempt.id}"
-        )
+    await ensure_attempt_topup(
+        session,
+        attempt,
+        topup_id=topup_id,
+        amount=amount,
+        provider=ProviderName.RAZORPAY,
+        checkout_kind=CheckoutKind.RAZORPAY_MODAL,
+        detail=f"payment link ({why}), {attempt.id}",
+    )
     processing = await AutoTopupRepository(session).update(
         attempt.tenant_id,
         attempt.id,

@@ -1,7 +1,8 @@
 """How an auto top-up ends, whichever path tells: the runner's own answer from Stripe, a webhook, or
 reconcile. Called by the one credit function (services/topups.py) under the top-up's row lock, so each
 ending is recorded once: succeeded, declined (back-off, or switched off after N in a row), or waiting for
-the customer (3-D Secure)."""
+the customer (3-D Secure). The decline path's limits come in as an AutoTopupPolicy from the caller, who
+built it from the settings: nothing here is configured at import or start."""
 
 from __future__ import annotations
 
@@ -14,24 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from walletsvc.db.repositories.auto_topups import AutoTopupRepository
 from walletsvc.domain.auto_topup import (
     AutoTopup,
+    AutoTopupPolicy,
     AutoTopupStatus,
     DisabledReason,
     after_failure,
-    parse_backoff,
 )
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.money import Money
 from walletsvc.services.events import record_event
 
 log = logging.getLogger(__name__)
-
-# Set by the app and the worker from the settings (AUTO_TOPUP_*); these are the defaults.
-_limits: dict[str, Any] = {"max_failures": 3, "backoff": (3600, 21600)}
-
-
-def configure(*, max_consecutive_failures: int, retry_backoff_seconds: str) -> None:
-    _limits["max_failures"] = max_consecutive_failures
-    _limits["backoff"] = parse_backoff(retry_backoff_seconds)
 
 
 def attempt_payload(attempt: AutoTopup, **extra: Any) -> dict[str, Any]:
@@ -70,6 +63,7 @@ async def topup_declined(
     topup_id: str,
     *,
     reason: str,
+    policy: AutoTopupPolicy,
     code: str | None = None,
     now: datetime | None = None,
 ) -> None:
@@ -81,19 +75,23 @@ async def topup_declined(
     # In flight, `requires_action` included: the customer tried to confirm and the card was declined, or the
     # payment link expired. (Stripe's authentication_required is not a failure: webhooks.py and the runner
     # route it to topup_requires_action before any failure is applied.)
-    await record_failure(session, attempt, reason=reason, code=code, now=now)
+    await record_failure(session, attempt, reason=reason, code=code, policy=policy, now=now)
 
 
 async def record_failure(
-    session: AsyncSession, attempt: AutoTopup, *, reason: str, code: str | None, now: datetime | None = None
+    session: AsyncSession,
+    attempt: AutoTopup,
+    *,
+    reason: str,
+    code: str | None,
+    policy: AutoTopupPolicy,
+    now: datetime | None = None,
 ) -> AutoTopup:
     now = now or datetime.now(UTC)
     attempts = AutoTopupRepository(session)
     tenant_id = attempt.tenant_id
     config = await attempts.config(tenant_id, for_update=True)
-    decision = after_failure(
-        config.consecutive_failures, max_failures=_limits["max_failures"], backoff=_limits["backoff"], now=now
-    )
+    decision = after_failure(config.consecutive_failures, policy=policy, now=now)
     failed = await attempts.update(
         tenant_id,
         attempt.id,

@@ -6,8 +6,9 @@ from __future__ import annotations
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.db.repositories.billing_contacts import BillingContactRepository, BillingContacts
+from walletsvc.db.repositories.billing_contacts import BillingContactRepository
 from walletsvc.db.repositories.tenants import TenantRepository
+from walletsvc.domain.billing_contacts import BillingContacts
 from walletsvc.domain.errors import InvalidEmailAddress, InvalidRequest
 
 MAX_BILLING_CONTACTS = 10

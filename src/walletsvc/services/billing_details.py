@@ -7,9 +7,9 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.db.repositories.documents import BillingDetails, BillingDetailsRepository
+from walletsvc.db.repositories.documents import BillingDetailsRepository
 from walletsvc.db.repositories.tenants import TenantRepository
-from walletsvc.domain.documents import Party
+from walletsvc.domain.documents import BillingDetails, Party
 from walletsvc.domain.errors import InvalidBillingDetails
 from walletsvc.domain.tax import INDIA, gst_state_code
 from walletsvc.domain.tax_ids import TaxIdInvalid, check_tax_id

@@ -6,20 +6,33 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.usage import UsageRepository
 from walletsvc.domain.money import Money
 from walletsvc.domain.plans import Authorization, authorize_call
 from walletsvc.domain.rating import UsageKind
 from walletsvc.services.low_balance import Cause, CauseType, note_locked_wallet
-from walletsvc.services.pricing import pricing_for
+from walletsvc.services.pricing import PricingDefaults, pricing_for
 
 log = logging.getLogger(__name__)
+
+
+class CallLimits(PricingDefaults, Protocol):
+    """What authorizing a call reads from the settings: the pricing defaults, MAX_CALL_SECONDS,
+    DEFAULT_HOLD_SECONDS and HOLD_TTL_SECONDS (Settings has them all)."""
+
+    @property
+    def max_call_seconds(self) -> int: ...
+
+    @property
+    def default_hold_seconds(self) -> int: ...
+
+    @property
+    def hold_ttl_seconds(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +58,7 @@ def _from_hold(hold: dict[str, Any], available: int) -> CallAuthorization:
 
 async def authorize(
     session: AsyncSession,
-    settings: Settings,
+    limits: CallLimits,
     *,
     tenant_id: str,
     call_id: str,
@@ -63,7 +76,7 @@ async def authorize(
     # now would never be settled and would keep the money reserved until it expires.
     used = existing is not None or bool(await repo.existing(tenant_id, [(UsageKind.CALL.value, call_id)]))
     wallet.reserved -= await repo.expire_holds(tenant_id)
-    pricing = await pricing_for(session, settings, tenant_id, wallet.currency)
+    pricing = await pricing_for(session, limits, tenant_id, wallet.currency)
     today = datetime.now(UTC).date()
     spent_today = wallet.spent_today if wallet.spent_day == today else 0
     decision = authorize_call(
@@ -72,8 +85,8 @@ async def authorize(
         quota_remaining_seconds=pricing.quota_remaining_seconds,
         minimum_balance=pricing.minimum_balance,
         requested_max_seconds=requested_max_seconds,
-        cap_seconds=settings.max_call_seconds,
-        default_hold_seconds=settings.default_hold_seconds,
+        cap_seconds=limits.max_call_seconds,
+        default_hold_seconds=limits.default_hold_seconds,
         active_calls=await repo.active_hold_count(tenant_id),
         max_concurrent_calls=wallet.max_concurrent_calls,
         spent_today=spent_today,
@@ -86,7 +99,7 @@ async def authorize(
             call_id=call_id,
             amount=decision.hold,
             max_seconds=decision.max_seconds,
-            ttl_seconds=settings.hold_ttl_seconds,
+            ttl_seconds=limits.hold_ttl_seconds,
             created_by=actor,
         )
         wallet.reserved += decision.hold.amount

@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
 from walletsvc.db.repositories.plans import SubscriptionRepository
-from walletsvc.db.repositories.usage import UsageCharge, UsageRepository
+from walletsvc.db.repositories.usage import UsageRepository
+from walletsvc.domain.charging import UsageCharge, chain_line
 from walletsvc.domain.errors import Conflict, InvalidRequest, NotFound
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import EntryType
 from walletsvc.domain.money import Money
-from walletsvc.services.debts import settle_owed, usage_row
+from walletsvc.services.debts import settle_owed
 from walletsvc.services.events import record_event
 from walletsvc.services.low_balance import Cause, CauseType, note_balance_change
 
@@ -64,19 +65,16 @@ async def refund_charge(
     to_wallet = refund - forgiven
     refund_id = f"cr_{secrets.token_hex(10)}"
     if to_wallet:
-        await repo.append_ledger(
-            [
-                usage_row(
-                    wallet,
-                    amount=to_wallet,
-                    entry_type=EntryType.USAGE_REFUND,
-                    reference_type="charge_refund",
-                    reference_id=refund_id,
-                    description=f"Refund of {charge.kind.value} {charge.reference_id}: {reason}",
-                    actor=actor,
-                )
-            ]
+        line = chain_line(
+            wallet,
+            to_wallet,
+            entry_type=EntryType.USAGE_REFUND,
+            reference_type="charge_refund",
+            reference_id=refund_id,
+            description=f"Refund of {charge.kind.value} {charge.reference_id}: {reason}",
+            actor=actor,
         )
+        await repo.append_ledger(wallet, [line])
     wallet.owed -= forgiven
     if wallet.owed == 0 and wallet.flagged:
         wallet.flagged = False

@@ -1,109 +1,104 @@
 """Charging usage: quota first, then the wallet, one ledger row per charge, exactly once per
 (tenant, kind, reference id).
 
-A hot wallet takes hundreds of charges a second. Charges for one wallet are therefore queued in this
-process and written by one writer at a time: it locks the wallet row once, rates and settles everything
-queued behind it, writes the charges, the ledger rows, the quota and the wallet in a handful of
-statements, and commits. The lock is held for those statements only, never across other I/O.
+Wallets take hundreds of charges a second, one hot wallet or thousands at once. What is queued in this
+process is therefore written in rounds, by a few writer tasks (CHARGE_WRITERS): a round takes what waits
+for up to CHARGE_BATCH_WALLETS wallets (at most CHARGE_BATCH_SIZE records), locks those wallets in one
+statement in tenant order, decides every record with the pure `decide_charges` (domain/charging.py),
+writes the charges, ledger rows, holds, quota and wallets of all of them in one set-wise statement, runs
+the hooks a wallet needs (a statement each, only when there is something to say), and commits. The locks
+are held for those statements only, never across other I/O. A wallet is in one round at a time in this
+process: what arrives for it meanwhile waits for the next round. Across processes the tenant order of
+the lock keeps overlapping rounds from deadlocking.
 
-A batch whose connection dies is written once more on a fresh connection, looking first for what is
-charged already: a charge is unique on (tenant, kind, reference_id), so even a batch whose COMMIT was
-lost in flight (and may have committed) is safe to write again; it then answers the first charges. A
-connection that died is invalidated, never handed back to the pool.
+Each record is answered on its own: an unknown wallet (404), a wallet with no rates, or a record that
+cannot be rated refuses only its own records; a wallet whose rows the database refuses is written again
+on its own, so the refusal is its records' alone.
+
+A reference charged before (a telephony retry) is found by the insert itself (ON CONFLICT): the round is
+rolled back and written again, looking first. A round whose connection dies is written once more on a
+fresh connection, looking first for what is charged already: a charge is unique on (tenant, kind,
+reference_id), so even a round whose COMMIT was lost in flight (and may have committed) is safe to write
+again; it then answers the first charges. A connection that died is invalidated, never handed back to the
+pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
-from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 from walletsvc.db.faults import database_unavailable
-from walletsvc.db.repositories.charge_store import ChargeStore, LedgerLine, LockedAccount
-from walletsvc.db.repositories.usage import LockedWallet, UsageCharge
-from walletsvc.domain.errors import (
-    ConnectionLost,
-    DatabaseUnavailable,
-    InvalidRequest,
-    NotFound,
-    WalletError,
+from walletsvc.db.repositories.charge_store import ChargeStore, LockedAccount, RoundWrites
+from walletsvc.domain.charging import (
+    ChargeKey,
+    ChargeOutcome,
+    Decisions,
+    UsageCharge,
+    UsageRecord,
+    decide_charges,
 )
+from walletsvc.domain.errors import ConnectionLost, DatabaseUnavailable, NotFound, WalletError
 from walletsvc.domain.events import EventType, money
-from walletsvc.domain.plans import current_period, settle_charge
-from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_units
+from walletsvc.domain.rating import Rates, UsageKind
 from walletsvc.request_effects import untracked
 from walletsvc.services.auto_topup_trigger import cause_text, consider_auto_topup_raw
-from walletsvc.services.events import record_event_raw
-from walletsvc.services.low_balance import WalletAlerts, record_insufficient_funds_raw
-from walletsvc.services.pricing import configured_rates
+from walletsvc.services.events import record_events_raw
+from walletsvc.services.low_balance import crossing_events, insufficient_funds_events
+from walletsvc.services.pricing import PricingDefaults, configured_rates
+
+__all__ = ["ChargeLimits", "ChargeOutcome", "ChargeWriter", "UsageRecord"]
 
 log = logging.getLogger(__name__)
 
+Answer = ChargeOutcome | Exception  # a record's answer: its charge, or why not
+WalletBatch = tuple[str, list[UsageRecord]]  # one wallet's records in a round
+_Waiter = tuple[UsageRecord, asyncio.Future[ChargeOutcome]]
+_NOTHING_BEFORE: frozenset[ChargeKey] = frozenset()
 
-@dataclass(frozen=True, slots=True)
-class UsageRecord:
-    tenant_id: str
-    kind: UsageKind
-    reference_id: str
-    duration_seconds: int | None
-    quantity: int | None
-    actor: str
 
-    def __post_init__(self) -> None:
-        if self.kind is UsageKind.CALL:
-            if self.duration_seconds is None:
-                raise InvalidRequest("a call needs duration_seconds")
-            if self.quantity not in (None, 1):
-                raise InvalidRequest("a call has no quantity; send duration_seconds")
-        elif self.duration_seconds is not None:
-            raise InvalidRequest(f"{self.kind.value} is charged by quantity, not duration_seconds")
+class ChargeLimits(PricingDefaults, Protocol):
+    """What the charge writer reads from the settings: the pricing defaults (DEFAULT_RATES, for wallets
+    with no plan and no stored defaults), CHARGE_BATCH_SIZE (records in one transaction),
+    CHARGE_BATCH_WALLETS (wallets in one transaction) and CHARGE_WRITERS (transactions at once)."""
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.kind.value, self.reference_id)
+    def charge_batch_size(self) -> int: ...
 
+    @property
+    def charge_batch_wallets(self) -> int: ...
 
-@dataclass(frozen=True, slots=True)
-class ChargeOutcome:
-    charge: UsageCharge
-    replayed: bool  # the reference was charged before: this is that first charge
-    balance_after: int
-    available_after: int
+    @property
+    def charge_writers(self) -> int: ...
 
 
 class ChargeWriter:
-    """One writer per wallet at a time in this process; what queues behind it is written in one go."""
+    """Writes what is queued in this process in rounds of many wallets, one round per wallet at a time."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, limits: ChargeLimits) -> None:
         self.db = db
-        self.settings = settings
-        self._queues: dict[str, list[tuple[UsageRecord, asyncio.Future[ChargeOutcome]]]] = {}
+        self.limits = limits
+        self._pending: dict[str, list[_Waiter]] = {}  # oldest wallet first
+        self._busy: set[str] = set()  # wallets in a round now
+        self._writers = 0  # writer tasks running
         self._tasks: set[asyncio.Task[None]] = set()
+        self._fallback: dict[str, tuple[object, Rates]] = {}
 
     async def charge(self, record: UsageRecord) -> ChargeOutcome:
-        future: asyncio.Future[ChargeOutcome] = asyncio.get_running_loop().create_future()
-        queue = self._queues.get(record.tenant_id)
-        if queue is None:
-            self._queues[record.tenant_id] = [(record, future)]
-            task = asyncio.create_task(self._drain(record.tenant_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            queue.append((record, future))
+        [future] = self._enqueue([record])
         return await future
 
     async def charge_many(self, records: Sequence[UsageRecord]) -> list[ChargeOutcome | WalletError]:
         """Each record answered on its own: a refusal of one does not stop the others. A database that
         failed any of them fails the whole call (DatabaseUnavailable): the caller retries all of it, and
         what was charged meanwhile is answered as the first charge."""
-        results = await asyncio.gather(*(self.charge(r) for r in records), return_exceptions=True)
+        results = await asyncio.gather(*self._enqueue(records), return_exceptions=True)
         answers: list[ChargeOutcome | WalletError] = []
         for result in results:
             if isinstance(result, BaseException) and not isinstance(result, WalletError):
@@ -113,62 +108,106 @@ class ChargeWriter:
             answers.append(result)
         return answers
 
-    async def _drain(self, tenant_id: str) -> None:
+    def _enqueue(self, records: Sequence[UsageRecord]) -> list[asyncio.Future[ChargeOutcome]]:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[ChargeOutcome]] = []
+        for record in records:
+            future: asyncio.Future[ChargeOutcome] = loop.create_future()
+            self._pending.setdefault(record.tenant_id, []).append((record, future))
+            futures.append(future)
+        self._start_writers(len({r.tenant_id for r in records if r.tenant_id not in self._busy}))
+        return futures
+
+    def _start_writers(self, wanted: int) -> None:
+        for _ in range(min(wanted, self.limits.charge_writers - self._writers)):
+            self._writers += 1
+            task = asyncio.create_task(self._write_rounds())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _take(self) -> list[tuple[str, list[_Waiter]]]:
+        """The next round: the oldest waiting wallets not in a round, within the limits. One round takes
+        all it may (a transaction's cost is mostly its own, not its records'); what it leaves gets a writer
+        of its own, up to CHARGE_WRITERS, and what arrives meanwhile goes to the next free one."""
+        free = [tenant_id for tenant_id in self._pending if tenant_id not in self._busy]
+        room = self.limits.charge_batch_size
+        taken: list[tuple[str, list[_Waiter]]] = []
+        for tenant_id in free:
+            queue = self._pending[tenant_id]
+            part = queue[:room]
+            if len(part) == len(queue):
+                del self._pending[tenant_id]
+            else:
+                del queue[: len(part)]
+            self._busy.add(tenant_id)
+            taken.append((tenant_id, part))
+            room -= len(part)
+            if room <= 0 or len(taken) >= self.limits.charge_batch_wallets:
+                break
+        self._start_writers(len(free) - len(taken))  # the rest, side by side
+        return taken
+
+    async def _write_rounds(self) -> None:
         # A task of its own, started from whichever request came first: what it does is not that
         # request's doing (request_effects).
         with untracked():
             try:
-                while queue := self._queues.get(tenant_id):
-                    batch = queue[: self.settings.charge_batch_size]
-                    del queue[: len(batch)]
-                    await self._write_settling(tenant_id, batch)
+                while taken := self._take():
+                    try:
+                        await self._write_settling(taken)
+                    finally:
+                        self._busy.difference_update(tenant_id for tenant_id, _ in taken)
             finally:
-                self._queues.pop(tenant_id, None)
+                self._writers -= 1
 
-    async def _write_settling(
-        self, tenant_id: str, batch: list[tuple[UsageRecord, asyncio.Future[ChargeOutcome]]]
-    ) -> None:
-        records = [record for record, _ in batch]
+    async def _write_settling(self, taken: list[tuple[str, list[_Waiter]]]) -> None:
+        batches = [(tenant_id, [record for record, _ in waiters]) for tenant_id, waiters in taken]
         try:
-            outcomes = await self._write_once_more_if_lost(tenant_id, records)
-        except WalletError as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            answers = await self._write_once_more_if_lost(batches)
+        except BaseException as exc:  # the writer must answer every waiter, whatever happened
+            if isinstance(exc, Exception) and not isinstance(exc, WalletError):
+                log.exception("charge batch failed", extra={"wallets": len(batches)})
+            for _, waiters in taken:
+                for _, future in waiters:
+                    if not future.done():
+                        if isinstance(exc, Exception):
+                            future.set_exception(exc)
+                        else:
+                            future.cancel()
+            if not isinstance(exc, Exception):
+                raise
             return
-        except Exception as exc:  # the writer must answer every waiter, whatever happened
-            log.exception("charge batch failed", extra={"tenant_id": tenant_id, "size": len(batch)})
-            for _, future in batch:
+        for (_, waiters), wallet_answers in zip(taken, answers, strict=True):
+            for (_, future), answer in zip(waiters, wallet_answers, strict=True):
                 if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():
-                if isinstance(outcome, WalletError):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                    if isinstance(answer, Exception):
+                        future.set_exception(answer)
+                    else:
+                        future.set_result(answer)
 
-    async def _write_once_more_if_lost(
-        self, tenant_id: str, records: list[UsageRecord]
-    ) -> list[ChargeOutcome | WalletError]:
+    async def _write_once_more_if_lost(self, batches: list[WalletBatch]) -> list[list[Answer]]:
         try:
             try:
-                return await self._write(tenant_id, records)
+                return await self._write(batches)
             except _ChargedMeanwhile:
                 # A retried reference: this time look for what was charged before.
-                return await self._write(tenant_id, records, check_existing=True)
+                return await self._write(batches, check_existing=True)
         except Exception as exc:
             lost = database_unavailable(exc)
             if not isinstance(lost, ConnectionLost):
+                if lost is None and len(batches) > 1 and isinstance(exc, asyncpg.PostgresError):
+                    # The database refused some wallet's rows: write each wallet on its own, so that the
+                    # refusal answers only that wallet's records.
+                    log.warning("charge round refused; writing its wallets one by one", exc_info=exc)
+                    return [await self._write_alone(batch) for batch in batches]
                 # Not the database's doing, or it cannot be reached: writing again at once would not help.
                 if lost is None or lost is exc:
                     raise
                 raise lost from exc
-            log.warning("charge batch lost its connection; writing it again", extra={"size": len(records)})
+            log.warning("charge batch lost its connection; writing it again", extra={"wallets": len(batches)})
         try:
-            # Looking first: the lost batch may have committed (its COMMIT was in flight).
-            return await self._write(tenant_id, records, check_existing=True)
+            # Looking first: the lost round may have committed (its COMMIT was in flight).
+            return await self._write(batches, check_existing=True)
         except Exception as exc:
             lost = database_unavailable(exc)
             if isinstance(lost, ConnectionLost):
@@ -177,208 +216,171 @@ class ChargeWriter:
                 raise
             raise lost from exc
 
-    async def _write(
-        self, tenant_id: str, records: list[UsageRecord], *, check_existing: bool = False
-    ) -> list[ChargeOutcome | WalletError]:
-        """Write one batch of one wallet in one transaction. Optimistic by default: a reference charged
-        before is found by the insert itself (ON CONFLICT), which then starts over looking first."""
+    async def _write_alone(self, batch: WalletBatch) -> list[Answer]:
+        try:
+            [answers] = await self._write_once_more_if_lost([batch])
+        except Exception as exc:
+            if database_unavailable(exc) is not None:
+                raise  # the database, not this wallet: the whole round fails as one
+            return [exc] * len(batch[1])
+        return answers
+
+    async def _write(self, batches: list[WalletBatch], *, check_existing: bool = False) -> list[list[Answer]]:
+        """Write one round in one transaction. Optimistic by default: a reference charged before is found
+        by the insert itself (ON CONFLICT), which then starts over looking first."""
         async with self.db.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             conn = raw.driver_connection
             assert conn is not None  # an open pooled connection always has its asyncpg connection
             try:
-                return await self._write_on(conn, tenant_id, records, check_existing=check_existing)
+                return await self._write_on(conn, batches, check_existing=check_existing)
             except BaseException as exc:
                 # SQLAlchemy never saw these statements, so it cannot tell that the connection died:
                 # invalidate it here, or the pool would hand the dead connection to the next request. A
-                # cancelled batch too: its statement may still be running on that connection.
+                # cancelled round too: its statement may still be running on that connection.
                 if not isinstance(exc, Exception) or database_unavailable(exc) is not None:
                     await connection.invalidate()
                 raise
 
     async def _write_on(
-        self,
-        conn: asyncpg.Connection,
-        tenant_id: str,
-        records: list[UsageRecord],
-        *,
-        check_existing: bool,
-    ) -> list[ChargeOutcome | WalletError]:
+        self, conn: asyncpg.Connection, batches: list[WalletBatch], *, check_existing: bool
+    ) -> list[list[Answer]]:
+        now = datetime.now(UTC)
         async with conn.transaction():  # the charge writer's unit of work: commits or rolls back here
             store = ChargeStore(conn)
-            account = await store.lock(tenant_id)
-            if account is None:
-                raise NotFound("wallet", tenant_id)
-            wallet = account.wallet
-            rates = self._rates(account)
-            quota = self._quota(account)
-            quota_used = quota[0] if quota else 0
-            quota_left = max(account.included_minutes * 60 - quota_used, 0) if account.plan_id else 0
-            quota_changed = quota is not None and quota_used != account.quota_used_seconds
+            accounts = await store.lock([tenant_id for tenant_id, _ in batches])
+            existing: dict[tuple[str, ChargeKey], UsageCharge] = {}
+            if check_existing:
+                keys = {
+                    (tenant_id, *record.key): None
+                    for tenant_id, records in batches
+                    if tenant_id in accounts
+                    for record in records
+                }
+                existing = await store.existing(list(keys))
+            calls = [
+                (tenant_id, record.reference_id)
+                for tenant_id, records in batches
+                if tenant_id in accounts and accounts[tenant_id].wallet.reserved > 0
+                for record in records
+                if record.kind is UsageKind.CALL and (tenant_id, record.key) not in existing
+            ]
+            holds = await store.active_holds(calls) if calls else {}
 
-            keys = list(dict.fromkeys(r.key for r in records))
-            existing = await store.existing(tenant_id, keys) if check_existing else {}
-            call_ids = [r.reference_id for r in records if r.kind is UsageKind.CALL and r.key not in existing]
-            holds = await store.settle_holds(tenant_id, call_ids) if call_ids and wallet.reserved > 0 else {}
-            start_balance = wallet.balance
-            now = datetime.now(UTC)
-            today = now.date()
-            alerts = WalletAlerts(wallet, now)  # decided in memory, after each charge, on the locked state
-            if wallet.spent_day != today:
-                wallet.spent_day, wallet.spent_today = today, 0
-
-            planned: list[tuple[UsageRecord, dict[str, Any] | None, WalletError | None]] = []
-            newly_flagged = False
-            seen: set[tuple[str, str]] = set()
-            for record in records:
-                if record.key in existing or record.key in seen:
-                    planned.append((record, None, None))
+            charged_before: dict[str, set[ChargeKey]] = {}
+            for tenant_id, charged in existing:
+                charged_before.setdefault(tenant_id, set()).add(charged)
+            plans: list[tuple[LockedAccount, Decisions] | WalletError] = []
+            writes = RoundWrites()
+            for tenant_id, records in batches:
+                account = accounts.get(tenant_id)
+                if account is None:
+                    plans.append(NotFound("wallet", tenant_id))
                     continue
-                seen.add(record.key)
                 try:
-                    rating = (
-                        rate_call(record.duration_seconds or 0, rates, quota_remaining_seconds=quota_left)
-                        if record.kind is UsageKind.CALL
-                        else rate_units(record.kind, record.quantity or 1, rates)
-                    )
+                    rates = self._rates(account)
                 except WalletError as exc:
-                    planned.append((record, None, exc))
+                    plans.append(exc)
                     continue
-                hold = holds.get(record.reference_id, 0) if record.kind is UsageKind.CALL else 0
-                wallet.reserved -= hold
-                settlement = settle_charge(rating.amount.amount, available_after_release=wallet.available)
-                if rating.quota_seconds:
-                    quota_left -= rating.quota_seconds
-                    quota_used += rating.quota_seconds
-                    quota_changed = True
-                wallet.balance -= settlement.charged
-                wallet.owed += settlement.owed
-                wallet.spent_today += rating.amount.amount
-                if settlement.owed:
-                    newly_flagged = newly_flagged or not wallet.flagged
-                    wallet.flagged = True
-                alerts.observe(wallet, record.key)
-                planned.append(
-                    (record, _charge_row(record, rating, settlement.charged, settlement.owed, hold), None)
+                decided = decide_charges(
+                    account.wallet,
+                    records,
+                    rates=rates,
+                    quota=account.quota,
+                    holds=holds.get(tenant_id, {}),
+                    charged_before=charged_before.get(tenant_id, _NOTHING_BEFORE),
+                    now=now,
                 )
+                writes.add(account, decided)
+                plans.append((account, decided))
 
-            rows = [row for _, row, _ in planned if row is not None]
-            inserted = (
-                await store.insert_charges(tenant_id, wallet.currency, account.plan_id, rows) if rows else []
-            )
-            if len(inserted) != len(rows):
+            written = await store.write(writes) if not writes.empty else {}
+            if len(written) != writes.expected_charges:
                 raise _ChargedMeanwhile  # rolls the transaction back; the caller starts over
-            new = {(c.kind.value, c.reference_id): c for c in inserted}
-            lines = _ledger_lines(
-                wallet,
-                [new[(row["kind"], row["reference_id"])] for row in rows if row["charged"] > 0],
-                start_balance,
-            )
-            alerts.store_on(wallet)  # written by the wallet UPDATE in finish: no statement of its own
-            await store.finish(
-                wallet,
-                lines,
-                quota=(quota_used, quota[1], quota[2]) if quota is not None and quota_changed else None,
-                spent_day=today,
-            )
-            if newly_flagged:  # usage the wallet could not pay is owed: said once, in this transaction
-                await record_event_raw(
-                    conn,
-                    EventType.WALLET_FLAGGED,
-                    tenant_id,
-                    {"reason": "usage_owed", "owed": money(wallet.owed, wallet.currency)},
-                )
-            # What could not be paid in full, and a threshold crossed: a statement each, only when there is one.
-            await record_insufficient_funds_raw(conn, inserted)
-            await alerts.record_raw(conn, wallet, new)
-            # Below the auto top-up threshold: start one (unless one is in flight), in this transaction.
-            await consider_auto_topup_raw(
-                conn,
-                tenant_id,
-                cause=cause_text("charge", str(inserted[-1].id) if inserted else None),
-                available=wallet.available,
-                threshold=wallet.auto_topup_threshold,
-                active=wallet.auto_topup_enabled,
-                paused_until=wallet.auto_topup_paused_until,
-                now=now,
-            )
+            new: dict[tuple[str, ChargeKey], UsageCharge] = {}
+            for plan in plans:
+                if not isinstance(plan, WalletError):
+                    account, decided = plan
+                    for d in decided.decisions:
+                        if d.is_new:
+                            key = (account.wallet.tenant_id, d.record.key)
+                            charge_id, created_at = written[key]
+                            new[key] = d.charge(id=charge_id, plan_id=account.plan_id, created_at=created_at)
+            events: list[tuple[EventType, str, dict[str, Any]]] = []
+            for plan in plans:
+                if not isinstance(plan, WalletError):
+                    events += await self._hooks(conn, plan[1], new, now)
+            await record_events_raw(conn, events)  # the whole round's events: one statement, if any
 
-        by_key = {**existing, **new}
-        outcomes: list[ChargeOutcome | WalletError] = []
-        for record, row, error in planned:
-            if error is not None:
-                outcomes.append(error)
+        answers: list[list[Answer]] = []
+        for (tenant_id, records), plan in zip(batches, plans, strict=True):
+            if isinstance(plan, WalletError):
+                answers.append([plan] * len(records))
                 continue
-            outcomes.append(
-                ChargeOutcome(
-                    charge=by_key[record.key],
-                    replayed=row is None,
-                    balance_after=wallet.balance,
-                    available_after=wallet.available,
+            wallet_answers: list[Answer] = []
+            for d in plan[1].decisions:
+                if d.error is not None:
+                    wallet_answers.append(d.error)
+                    continue
+                found = (tenant_id, d.record.key)
+                wallet_answers.append(
+                    ChargeOutcome(
+                        charge=new[found] if found in new else existing[found],
+                        replayed=d.replayed,
+                        balance_after=d.balance_after,
+                        available_after=d.available_after,
+                    )
                 )
-            )
-        return outcomes
+            answers.append(wallet_answers)
+        return answers
+
+    async def _hooks(
+        self,
+        conn: asyncpg.Connection,
+        decided: Decisions,
+        new: Mapping[tuple[str, ChargeKey], UsageCharge],
+        now: datetime,
+    ) -> list[tuple[EventType, str, dict[str, Any]]]:
+        """What one wallet's charges call for, in the round's transaction: the events to record (the
+        caller records the round's in one statement) and the auto top-up trigger (a statement only when
+        it is due)."""
+        wallet = decided.wallet
+        tenant_id = wallet.tenant_id
+        charges = {d.record.key: new[(tenant_id, d.record.key)] for d in decided.decisions if d.is_new}
+        events: list[tuple[EventType, str, dict[str, Any]]] = []
+        if decided.newly_flagged:  # usage the wallet could not pay is owed: said once, in this transaction
+            payload = {"reason": "usage_owed", "owed": money(wallet.owed, wallet.currency)}
+            events.append((EventType.WALLET_FLAGGED, tenant_id, payload))
+        events += insufficient_funds_events([charges[d.record.key] for d in decided.short])
+        events += crossing_events(wallet, decided.crossings, charges)
+        # Below the auto top-up threshold: start one (unless one is in flight), in this transaction.
+        last = next(reversed(charges.values()), None)
+        await consider_auto_topup_raw(
+            conn,
+            tenant_id,
+            cause=cause_text("charge", str(last.id) if last is not None else None),
+            available=wallet.available,
+            threshold=wallet.auto_topup_threshold,
+            active=wallet.auto_topup_enabled,
+            paused_until=wallet.auto_topup_paused_until,
+            now=now,
+        )
+        return events
 
     def _rates(self, account: LockedAccount) -> Rates:
         if account.plan_id is not None and account.plan_rates is not None:
             return account.plan_rates
         if account.default_rates is not None:
             return account.default_rates
-        return configured_rates(self.settings, account.wallet.currency)
-
-    @staticmethod
-    def _quota(account: LockedAccount) -> tuple[int, datetime, datetime] | None:
-        """The subscription's quota used and period, rolled forward (quota back to 0) if it has ended."""
-        if account.plan_id is None or account.period_start is None or account.period_end is None:
-            return None
-        start, end, moved = current_period(account.period_start, account.period_end, datetime.now(UTC))
-        return (0 if moved else account.quota_used_seconds), start, end
+        currency = account.wallet.currency
+        configured = self.limits.default_rates.get(currency)
+        cached = self._fallback.get(currency)
+        if cached is not None and cached[0] is configured:
+            return cached[1]
+        rates = configured_rates(self.limits, currency)
+        self._fallback[currency] = (configured, rates)
+        return rates
 
 
 class _ChargedMeanwhile(Exception):
-    """A reference in the batch was charged by another process between our lock and our insert."""
-
-
-def _charge_row(record: UsageRecord, rating: Rating, charged: int, owed: int, hold: int) -> dict[str, Any]:
-    return {
-        "kind": record.kind.value,
-        "reference_id": record.reference_id,
-        "quantity": rating.quantity,
-        "duration_seconds": record.duration_seconds,
-        "billable_seconds": rating.billable_seconds,
-        "quota_seconds": rating.quota_seconds,
-        "paid_seconds": rating.paid_seconds,
-        "amount": rating.amount.amount,
-        "charged": charged,
-        "owed": owed,
-        "hold_amount": hold,
-        "created_by": record.actor,
-    }
-
-
-def _ledger_lines(wallet: LockedWallet, charges: list[UsageCharge], start_balance: int) -> list[LedgerLine]:
-    """One `usage_charge` row per paid charge, chained in order from the balance the batch started at."""
-    lines: list[LedgerLine] = []
-    balance = start_balance
-    for charge in charges:
-        wallet.ledger_seq += 1
-        lines.append(
-            LedgerLine(
-                seq=wallet.ledger_seq,
-                amount=-charge.charged,
-                balance_before=balance,
-                balance_after=balance - charge.charged,
-                reference_id=str(charge.id),
-                description=describe(charge),
-                actor=charge.created_by,
-            )
-        )
-        balance -= charge.charged
-    return lines
-
-
-def describe(charge: UsageCharge) -> str:
-    if charge.kind is UsageKind.CALL:
-        return f"Call {charge.reference_id}: {charge.duration_seconds} s, {charge.paid_seconds} s paid"
-    unit = {UsageKind.FAX: "page(s)", UsageKind.FILE_TRANSFER: "file(s)"}.get(charge.kind, "message(s)")
-    return f"{charge.kind.value} {charge.reference_id}: {charge.quantity} {unit}"
+    """A reference in the round was charged before our insert (a retry): start over looking first."""

@@ -4,47 +4,14 @@ when nothing is owed any more the flag is lifted."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.periods import PeriodRepository
-from walletsvc.db.repositories.usage import LockedWallet, UsageRepository
+from walletsvc.db.repositories.usage import UsageRepository
+from walletsvc.domain.charging import LedgerLine, chain_line
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryType
 from walletsvc.services.events import record_event
-
-
-def usage_row(
-    wallet: LockedWallet,
-    *,
-    amount: int,
-    entry_type: EntryType,
-    reference_type: str,
-    reference_id: str,
-    description: str,
-    actor: str,
-    counter_account: CounterAccount = CounterAccount.REVENUE_USAGE,
-) -> dict[str, Any]:
-    """A ledger row for a wallet held by the writer: chained from its current balance, then applied."""
-    wallet.ledger_seq += 1
-    before = wallet.balance
-    wallet.balance += amount
-    return {
-        "tenant_id": wallet.tenant_id,
-        "seq": wallet.ledger_seq,
-        "type": entry_type.value,
-        "amount": amount,
-        "currency": wallet.currency,
-        "balance_before": before,
-        "balance_after": wallet.balance,
-        "counter_account": counter_account.value,
-        "reference_type": reference_type,
-        "reference_id": reference_id,
-        "description": description,
-        "actor": actor,
-        "allow_negative": False,
-    }
 
 
 async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
@@ -53,18 +20,16 @@ async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
     wallet = await repo.lock_wallet(tenant_id)
     if wallet.owed == 0:
         return 0
-    rows: list[dict[str, Any]] = []
+    lines: list[LedgerLine] = []
     paid_total = 0
     for charge in await repo.owed_charges(tenant_id):
         pay = min(charge.owed, wallet.available)
         if pay <= 0:
             break
-        rows.append(
-            usage_row(
+        lines.append(
+            chain_line(
                 wallet,
-                amount=-pay,
-                entry_type=EntryType.USAGE_CHARGE,
-                reference_type="usage_charge",
+                -pay,
                 reference_id=str(charge.id),
                 description=f"Owed for {charge.kind.value} {charge.reference_id}, paid",
                 actor="system:debts",
@@ -80,10 +45,10 @@ async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
         pay = min(period.owed, wallet.available)
         if pay <= 0:
             break
-        rows.append(
-            usage_row(
+        lines.append(
+            chain_line(
                 wallet,
-                amount=-pay,
+                -pay,
                 entry_type=EntryType.PLAN_FEE,
                 reference_type="plan_period",
                 reference_id=period.id,
@@ -103,6 +68,6 @@ async def settle_owed(session: AsyncSession, tenant_id: str) -> int:
             tenant_id,
             {"reason": "owed_paid", "paid": money(paid_total, wallet.currency)},
         )
-    await repo.append_ledger(rows)
+    await repo.append_ledger(wallet, lines)
     await repo.save_wallet(wallet)
     return paid_total

@@ -2,9 +2,9 @@
 that debits its refund, a statement for a month once it has ended (services/statements.py). Each takes its
 number from its series in that same transaction, so a rollback leaves no gap and none is issued twice.
 
-Which seller and tax rule a document names comes from the settings (SELLER_*, TAX_*, INVOICE_NUMBER_*).
-The app and the worker attach them to their sessions (`configure_documents`); a session without them (a
-CLI run, a test's own session) reads them from the environment.
+Which seller and tax rule a document names comes from the settings (SELLER_*, TAX_*, INVOICE_NUMBER_*):
+the app, the worker and `walletsvc reconcile` attach them to their sessions (`configure_documents` with
+service_config.document_config); a session without them (a test's own) issues under the defaults.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from walletsvc.config import Settings, get_settings
 from walletsvc.db.repositories.documents import BillingDetailsRepository, DocumentRepository
-from walletsvc.db.repositories.refunds import TopupRefund
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.domain.documents import (
     Document,
@@ -35,7 +33,7 @@ from walletsvc.domain.documents import (
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.money_format import format_amount
 from walletsvc.domain.tax import TaxBreakdown, TaxRule, break_down
-from walletsvc.domain.topups import Topup
+from walletsvc.domain.topups import Topup, TopupRefund
 from walletsvc.services.events import record_event
 
 CONFIG_KEY = "walletsvc.documents"
@@ -52,39 +50,14 @@ class DocumentConfig:
     statement_delay_seconds: int = 900
 
 
-def document_config(settings: Settings) -> DocumentConfig:
-    address = tuple(line.strip() for line in settings.seller_address.split("|") if line.strip())
-    return DocumentConfig(
-        seller=Party(
-            legal_name=settings.seller_legal_name,
-            address_lines=address,
-            state=settings.seller_state,
-            country=settings.seller_country,
-            tax_id=settings.seller_tax_id,
-            email=settings.seller_email,
-        ),
-        tax=TaxRule(
-            rate_percent=settings.tax_rate_percent,
-            inclusive=settings.tax_inclusive,
-            label=settings.tax_label,
-            indian_gst=settings.tax_indian_gst,
-            seller_country=settings.seller_country,
-            seller_state=settings.seller_state,
-        ),
-        number_prefix=settings.invoice_number_prefix,
-        yearly_reset=settings.invoice_number_yearly_reset,
-        statement_delay_seconds=settings.statement_delay_seconds,
-    )
-
-
-def configure_documents(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
-    """Every session this sessionmaker opens issues documents under these settings."""
-    sessionmaker.configure(info={CONFIG_KEY: document_config(settings)})
+def configure_documents(sessionmaker: async_sessionmaker[AsyncSession], config: DocumentConfig) -> None:
+    """Every session this sessionmaker opens issues documents under this configuration."""
+    sessionmaker.configure(info={CONFIG_KEY: config})
 
 
 def config_of(session: AsyncSession) -> DocumentConfig:
     found = session.info.get(CONFIG_KEY)
-    return found if isinstance(found, DocumentConfig) else document_config(get_settings())
+    return found if isinstance(found, DocumentConfig) else DocumentConfig()
 
 
 def new_document_id() -> str:
@@ -332,7 +305,12 @@ async def invoice_for_topup(session: AsyncSession, tenant_id: str, topup_id: str
 
 async def render_invoice_pdf(session: AsyncSession, tenant_id: str, invoice_id: str) -> bytes:
     """A document of the tenant's as PDF bytes (NotFound for another tenant's): the same bytes every time."""
-    from walletsvc.documents.render import render_pdf  # fpdf2 is loaded only where a PDF is made
+    return await document_pdf(await DocumentRepository(session).get(tenant_id, invoice_id))
 
-    document = await DocumentRepository(session).get(tenant_id, invoice_id)
+
+async def document_pdf(document: Document) -> bytes:
+    """The PDF of a document. fpdf2 (about 40 MB in memory) is loaded only once a PDF is made, and it is
+    synchronous: rendered off the event loop (a few hundred milliseconds at most: bounded lines)."""
+    from walletsvc.documents.render import render_pdf
+
     return await asyncio.to_thread(render_pdf, document)

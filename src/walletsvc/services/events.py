@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -53,13 +54,18 @@ _PAGE = text(
      LIMIT :limit
     """
 )
-# The charge writer's transaction is a raw asyncpg one (services/charging.py): the same two rows, there.
+# The charge writer's transaction is a raw asyncpg one (services/charging.py): the same two rows, there,
+# for any number of events in one statement.
 _INSERT_RAW = """
-    WITH event AS (
-        INSERT INTO events (id, tenant_id, type, payload) VALUES ($1, $2, $3, $4::jsonb)
+    WITH x AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+               AS x(id, tenant_id, type, payload, job_payload)
+    ), event AS (
+        INSERT INTO events (id, tenant_id, type, payload)
+        SELECT id, tenant_id, type, payload::jsonb FROM x
     ), job AS (
         INSERT INTO pgqueuer (priority, entrypoint, payload, execute_after, status)
-        VALUES (0, $5, $6, now(), 'queued')
+        SELECT 0, $6, job_payload, now(), 'queued' FROM x
         RETURNING id, entrypoint, priority
     )
     INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority)
@@ -99,17 +105,28 @@ async def record_event_raw(
     conn: asyncpg.Connection, type: EventType, tenant_id: str, payload: dict[str, Any]
 ) -> str:
     """record_event on an asyncpg connection, inside its open transaction."""
-    event_id = new_event_id()
+    [event_id] = await record_events_raw(conn, [(type, tenant_id, payload)])
+    return event_id
+
+
+async def record_events_raw(
+    conn: asyncpg.Connection, events: Sequence[tuple[EventType, str, dict[str, Any]]]
+) -> list[str]:
+    """Events (type, tenant, payload) and their dispatch jobs, in order, in one statement inside the
+    connection's open transaction (none: no statement); answer their ids."""
+    if not events:
+        return []
+    ids = [new_event_id() for _ in events]
     await conn.execute(
         _INSERT_RAW,
-        event_id,
-        tenant_id,
-        type.value,
-        json.dumps(payload),
+        ids,
+        [tenant_id for _, tenant_id, _ in events],
+        [type.value for type, _, _ in events],
+        [json.dumps(payload) for _, _, payload in events],
+        [encode_payload({"event_id": event_id}) for event_id in ids],
         DELIVER_EVENT,
-        encode_payload({"event_id": event_id}),
     )
-    return event_id
+    return ids
 
 
 async def dispatch_event(session: AsyncSession, event_id: str) -> int | None:

@@ -10,9 +10,10 @@ announced once:
   the caller's change already), plus the writes when the state changes.
 - `note_locked_wallet(session, wallet, cause)`: a service holding a `LockedWallet` it has just saved (call
   authorization, hold expiry). No extra statement unless the state changes.
-- `WalletAlerts`: the charge writer's hot path, on its raw asyncpg connection. It decides in memory from
-  the state the writer's lock already returned, after each charge of the batch; the state rides along in
-  the writer's wallet UPDATE, and an event costs a statement only when there is one to record.
+- `crossing_events`: the charge writer's hot path, on its raw asyncpg connection. The rule is applied in
+  memory by `decide_charges` (domain/charging.py) from the state the writer's lock returned, after each
+  charge of the round; the state rides along in the writer's wallet UPDATE, and the round's events (these,
+  `insufficient_funds_events`, ...) are recorded in one statement, only when there is one to record.
 
 These three are the hooks every balance-lowering path already calls, with the locked wallet in hand: auto
 top-up's trigger (issue 10: available below its own threshold, in the same transaction) belongs beside the
@@ -21,31 +22,30 @@ low-balance rule here, not in each path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
-from walletsvc.db.repositories.usage import LockedWallet, UsageCharge
 from walletsvc.db.repositories.wallets import WalletRepository
+from walletsvc.domain.charging import ChargeKey, Crossing, LockedWallet, UsageCharge
 from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest, NotFound
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.low_balance import AlertState, Cause, CauseType, Signal, evaluate
 from walletsvc.services.auto_topup_trigger import cause_text, consider_auto_topup
-from walletsvc.services.events import record_event, record_event_raw
+from walletsvc.services.events import record_event
 
 __all__ = [
     "Cause",
     "CauseType",
-    "WalletAlerts",
+    "crossing_events",
+    "insufficient_funds_events",
     "insufficient_funds_payload",
     "note_balance_change",
     "note_locked_wallet",
-    "record_insufficient_funds_raw",
     "set_own_threshold",
     "set_threshold",
 ]
@@ -200,64 +200,25 @@ async def _decide(
     return decision.signal
 
 
-@dataclass(slots=True)
-class _Pending:
-    signal: Signal
-    balance: int
-    reserved: int
-    low_since: datetime | None
-    key: tuple[str, str]  # the charge (kind, reference_id) that did it
-
-
-class WalletAlerts:
-    """The charge writer's low-balance bookkeeping for one batch of one locked wallet."""
-
-    __slots__ = ("_active", "_now", "_pending", "_state")
-
-    def __init__(self, wallet: LockedWallet, now: datetime) -> None:
-        self._state = AlertState(wallet.low_balance_since, wallet.low_balance_alerted_at)
-        self._now = now
-        self._pending: list[_Pending] = []
-        self._active = wallet.low_balance_threshold > 0 or wallet.low_balance_since is not None
-
-    def observe(self, wallet: LockedWallet, key: tuple[str, str]) -> None:
-        """After a charge (`key`) changed the wallet in memory."""
-        if not self._active:
-            return
-        before = self._state
-        decision = evaluate(
-            before, available=wallet.available, threshold=wallet.low_balance_threshold, now=self._now
+def crossing_events(
+    wallet: LockedWallet, crossings: Sequence[Crossing], charges: Mapping[ChargeKey, UsageCharge]
+) -> list[tuple[EventType, str, dict[str, Any]]]:
+    """The charge writer's low-balance events (type, tenant, payload): decided by domain/charging.py after
+    each charge of a round on the locked state, recorded inside its transaction (record_events_raw)."""
+    events = []
+    for crossing in crossings:
+        charge = charges.get(crossing.key)
+        cause = Cause(CauseType.CHARGE, str(charge.id) if charge is not None else None)
+        payload = alert_payload(
+            currency=wallet.currency,
+            balance=crossing.balance,
+            reserved=crossing.reserved,
+            threshold=wallet.low_balance_threshold,
+            low_since=crossing.low_since,
+            cause=cause,
         )
-        if decision.signal is not None:
-            since = before.low_since if decision.signal is Signal.RESOLVED else decision.state.low_since
-            self._pending.append(_Pending(decision.signal, wallet.balance, wallet.reserved, since, key))
-        self._state = decision.state
-
-    def store_on(self, wallet: LockedWallet) -> None:
-        """Put the state on the wallet, for the writer's UPDATE to write."""
-        wallet.low_balance_since = self._state.low_since
-        wallet.low_balance_alerted_at = self._state.alerted_at
-
-    async def record_raw(
-        self, conn: asyncpg.Connection, wallet: LockedWallet, charges: dict[tuple[str, str], UsageCharge]
-    ) -> None:
-        """Record the events decided, inside the writer's transaction (after its charges are inserted)."""
-        for p in self._pending:
-            charge = charges.get(p.key)
-            cause = Cause(CauseType.CHARGE, str(charge.id) if charge is not None else None)
-            await record_event_raw(
-                conn,
-                _EVENT_TYPES[p.signal],
-                wallet.tenant_id,
-                alert_payload(
-                    currency=wallet.currency,
-                    balance=p.balance,
-                    reserved=p.reserved,
-                    threshold=wallet.low_balance_threshold,
-                    low_since=p.low_since,
-                    cause=cause,
-                ),
-            )
+        events.append((_EVENT_TYPES[crossing.signal], wallet.tenant_id, payload))
+    return events
 
 
 def insufficient_funds_payload(charge: UsageCharge) -> dict[str, Any]:
@@ -272,16 +233,13 @@ def insufficient_funds_payload(charge: UsageCharge) -> dict[str, Any]:
     }
 
 
-async def record_insufficient_funds_raw(conn: asyncpg.Connection, charges: list[UsageCharge]) -> None:
-    """One `charge.insufficient_funds` per new charge the wallet could not pay in full."""
-    for charge in charges:
-        if charge.owed > 0:
-            await record_event_raw(
-                conn,
-                EventType.CHARGE_INSUFFICIENT_FUNDS,
-                charge.tenant_id,
-                insufficient_funds_payload(charge),
-            )
+def insufficient_funds_events(charges: Sequence[UsageCharge]) -> list[tuple[EventType, str, dict[str, Any]]]:
+    """One `charge.insufficient_funds` (type, tenant, payload) per new charge not paid in full."""
+    return [
+        (EventType.CHARGE_INSUFFICIENT_FUNDS, charge.tenant_id, insufficient_funds_payload(charge))
+        for charge in charges
+        if charge.owed > 0
+    ]
 
 
 async def set_threshold(session: AsyncSession, tenant_id: str, threshold: int) -> None:

@@ -11,7 +11,7 @@ and not retried; `failed` after MAX_ATTEMPTS; `skipped` when no SMTP server is c
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import parseaddr
 from enum import StrEnum
@@ -20,14 +20,10 @@ from typing import Protocol
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
-from walletsvc.db.repositories.billing_contacts import (
-    BillingContactRepository,
-    EmailNotification,
-    EmailNotificationRepository,
-)
+from walletsvc.db.repositories.billing_contacts import BillingContactRepository, EmailNotificationRepository
 from walletsvc.db.repositories.tenants import TenantRepository
+from walletsvc.domain.billing_contacts import EmailNotification
 from walletsvc.domain.errors import NotFound
 from walletsvc.domain.events import EventType
 from walletsvc.services.documents import invoice_for_topup, render_invoice_pdf
@@ -64,41 +60,17 @@ FINAL = frozenset({EmailStatus.SENT, EmailStatus.REFUSED, EmailStatus.FAILED, Em
 
 @dataclass(frozen=True, slots=True)
 class SmtpConfig:
+    """Where and how the worker sends (SMTP_*), built once per worker (service_config.smtp_config)."""
+
     host: str
     port: int
     sender: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)
     starttls: bool
     tls: bool
     timeout: float
     ca_file: str | None = None  # trust these CA certificates (PEM) instead of the system's
-
-
-def smtp_off_reason(settings: Settings) -> str | None:
-    """Why e-mails are off with these settings, or None when they are on."""
-    if settings.smtp_host is None:
-        return "SMTP_HOST is not set"
-    if settings.smtp_from is None:
-        return "SMTP_HOST is set but SMTP_FROM is not"
-    return None
-
-
-def smtp_config(settings: Settings) -> SmtpConfig | None:
-    if settings.smtp_host is None or settings.smtp_from is None:  # off: see smtp_off_reason
-        return None
-    password = settings.smtp_password.get_secret_value() if settings.smtp_password is not None else None
-    return SmtpConfig(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        sender=settings.smtp_from,
-        username=settings.smtp_username,
-        password=password or None,
-        starttls=settings.smtp_starttls and not settings.smtp_tls,
-        tls=settings.smtp_tls,
-        timeout=settings.smtp_timeout_seconds,
-        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file is not None else None,
-    )
 
 
 class Mailer(Protocol):

@@ -1,20 +1,23 @@
 """Saved payment methods: Stripe cards saved by a top-up or a SetupIntent, learned from Stripe's webhooks,
-listed (brand, last 4, expiry only), chosen as the default for auto top-up, and detached."""
+and Razorpay mandates (services/razorpay_mandates.py); listed (brand, last 4 or a masked VPA, expiry, a
+mandate's limit and state only), chosen as the default for auto top-up, and detached."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.auto_topups import AutoTopupRepository
 from walletsvc.db.repositories.payment_methods import PaymentMethodRepository
+from walletsvc.db.repositories.razorpay_mandates import RazorpayMandateRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import StripeCustomerRepository
 from walletsvc.domain.auto_topup import DisabledReason, SavedPaymentMethod
-from walletsvc.domain.errors import InvalidRequest, NotFound
+from walletsvc.domain.errors import Conflict, InvalidRequest, NotFound
+from walletsvc.domain.mandates import MandateStatus
 from walletsvc.domain.routing import choose_provider
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.providers.base import id_at, str_at
@@ -26,6 +29,7 @@ from walletsvc.providers.stripe_saved_methods import (
 )
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import IntentBoundary, intent_id
+from walletsvc.services.razorpay_mandates import cancel_mandate
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,32 @@ class ListedMethod:
 
 async def list_methods(session: AsyncSession, tenant_id: str) -> list[ListedMethod]:
     methods = PaymentMethodRepository(session)
-    default = await methods.default_id(tenant_id)
-    return [ListedMethod(m, m.id == default) for m in await methods.active(tenant_id)]
+    listed = await methods.listed(tenant_id)
+    default = await methods.default_id(tenant_id) or await default_mandate_id(session, tenant_id, listed)
+    return [ListedMethod(m, m.id == default) for m in listed]
+
+
+async def default_mandate_id(
+    session: AsyncSession, tenant_id: str, listed: list[SavedPaymentMethod]
+) -> str | None:
+    """The mandate a Razorpay tenant's auto top-up debits when its settings name none: the chosen default
+    while it is active, else the newest active one."""
+    active = [m for m in listed if m.provider == ProviderName.RAZORPAY.value and m.active]
+    chosen = await RazorpayMandateRepository(session).default_id(tenant_id)
+    if any(m.id == chosen for m in active):
+        return chosen
+    return active[-1].id if active else None
+
+
+async def tenant_provider(session: AsyncSession, tenant_id: str) -> ProviderName:
+    """The tenant's payment provider: Stripe (cards) or Razorpay (recurring mandates, payment links)."""
+    tenant = await TenantRepository(session).get(tenant_id)
+    return choose_provider(
+        currency=tenant.currency,
+        country=tenant.country,
+        data_residency_region=tenant.data_residency_region,
+        tenant_setting=tenant.payments_provider,
+    ).provider
 
 
 async def ensure_customer(session: AsyncSession, gateways: Gateways, tenant_id: str) -> str:
@@ -61,17 +89,8 @@ async def start_setup(
 ) -> tuple[SetupStarted, str]:
     """A SetupIntent for Stripe Elements. A retry with the same Idempotency-Key gets the same one back
     (the same Stripe idempotency key). Answers it and the publishable key the portal opens Elements with."""
-    tenant = await TenantRepository(session).get(tenant_id)
-    route = choose_provider(
-        currency=tenant.currency,
-        country=tenant.country,
-        data_residency_region=tenant.data_residency_region,
-        tenant_setting=tenant.payments_provider,
-    )
-    if route.provider is not ProviderName.STRIPE:
-        raise InvalidRequest(
-            "this tenant pays through Razorpay: cards are not saved here (auto top-up sends a payment link)"
-        )
+    if await tenant_provider(session, tenant_id) is not ProviderName.STRIPE:
+        raise InvalidRequest("this tenant pays through Razorpay: it saves a recurring mandate instead")
     gateway = gateways.stripe_or_refuse()
     if not gateway.publishable_key:
         from walletsvc.services.gateways import not_configured
@@ -85,12 +104,15 @@ async def start_setup(
 
 
 async def detach(session: AsyncSession, gateways: Gateways, *, tenant_id: str, method_id: str) -> None:
-    """Detach at Stripe, then forget it here; auto top-up no longer uses it."""
+    """Detach at Stripe (or cancel the mandate at Razorpay), then forget it here; auto top-up no longer
+    uses it."""
     methods = PaymentMethodRepository(session)
     method = await methods.get(tenant_id, method_id)
-    if method is None or not method.active:
+    if method is None or method.status == "detached":
         raise NotFound("payment method", method_id)
-    if method.provider == ProviderName.STRIPE.value:
+    if method.provider == ProviderName.RAZORPAY.value:
+        await cancel_mandate(session, gateways, method)
+    elif method.provider == ProviderName.STRIPE.value:
         try:
             await detach_payment_method(gateways.stripe_or_refuse(), method_id)
         except NotFound:
@@ -105,6 +127,7 @@ async def forget(session: AsyncSession, tenant_id: str, method_id: str) -> bool:
     if await methods.default_id(tenant_id) == method_id:
         remaining = await methods.active(tenant_id)
         await methods.set_default(tenant_id, remaining[-1].id if remaining else None)
+    await RazorpayMandateRepository(session).clear_default(tenant_id, method_id)
     settings = AutoTopupRepository(session)
     config = await settings.config(tenant_id, for_update=True)
     if config.payment_method_id == method_id:
@@ -113,11 +136,21 @@ async def forget(session: AsyncSession, tenant_id: str, method_id: str) -> bool:
 
 
 async def set_default(session: AsyncSession, *, tenant_id: str, method_id: str) -> SavedPaymentMethod:
+    """The method auto top-up charges when its settings name none (`payment_method_id` null): a card, or
+    for a Razorpay tenant an active mandate. Only an active one can be chosen: a pending, paused or
+    refused mandate answers 409."""
     methods = PaymentMethodRepository(session)
     method = await methods.get(tenant_id, method_id)
-    if method is None or not method.active:
+    if method is None or method.status in (MandateStatus.DETACHED.value, MandateStatus.EXPIRED.value):
         raise NotFound("payment method", method_id)
-    await methods.set_default(tenant_id, method_id)
+    if not method.active:
+        raise Conflict(
+            f"payment method {method_id} is {method.status}: only an active one can be the default"
+        )
+    if method.provider == ProviderName.RAZORPAY.value:
+        await RazorpayMandateRepository(session).set_default(tenant_id, method_id)
+    else:
+        await methods.set_default(tenant_id, method_id)
     return method
 
 
@@ -149,18 +182,21 @@ async def learn(
     if await methods.default_id(tenant_id) is None:
         await methods.set_default(tenant_id, method_id)
     if new:
-        settings = AutoTopupRepository(session)
-        config = await settings.config(tenant_id, for_update=True)
-        if config.disabled_reason == DisabledReason.FAILURES.value:
-            from dataclasses import replace
-
-            await settings.save_config(
-                tenant_id,
-                replace(config, disabled_reason=None, consecutive_failures=0),
-                actor=f"system:{source}",
-                lift_pause=True,
-            )
+        await lift_failure_switch_off(session, tenant_id, source=source)
     return method
+
+
+async def lift_failure_switch_off(session: AsyncSession, tenant_id: str, *, source: str) -> None:
+    """A newly saved card or confirmed mandate is the owner's answer to a switch-off after declines."""
+    settings = AutoTopupRepository(session)
+    config = await settings.config(tenant_id, for_update=True)
+    if config.disabled_reason == DisabledReason.FAILURES.value:
+        await settings.save_config(
+            tenant_id,
+            replace(config, disabled_reason=None, consecutive_failures=0),
+            actor=f"system:{source}",
+            lift_pause=True,
+        )
 
 
 async def apply_stripe_event(

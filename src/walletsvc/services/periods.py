@@ -31,13 +31,13 @@ from walletsvc.db.faults import database_unavailable
 from walletsvc.db.repositories.periods import PeriodRepository
 from walletsvc.db.repositories.plans import PlanRepository, SubscriptionRepository
 from walletsvc.db.repositories.usage import UsageRepository
+from walletsvc.domain.charging import chain_line
 from walletsvc.domain.errors import NotFound
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryType
 from walletsvc.domain.low_balance import Cause, CauseType
 from walletsvc.domain.periods import ClosedPeriod, next_period
 from walletsvc.domain.plans import settle_charge
-from walletsvc.services.debts import usage_row
 from walletsvc.services.events import record_event
 from walletsvc.services.low_balance import note_locked_wallet
 from walletsvc.services.queue import enqueue
@@ -175,20 +175,17 @@ async def close_next_period(session: AsyncSession, tenant_id: str, *, now: datet
 
     entries = []
     if settlement.charged:
-        entries = await usage.append_ledger(
-            [
-                usage_row(
-                    wallet,
-                    amount=-settlement.charged,
-                    entry_type=EntryType.PLAN_FEE,
-                    reference_type="plan_period",
-                    reference_id=closed.id,
-                    description=f"Plan {plan.name}: {start:%Y-%m-%d} to {end:%Y-%m-%d}",
-                    actor=ACTOR,
-                    counter_account=CounterAccount.REVENUE_PLANS,
-                )
-            ]
+        line = chain_line(
+            wallet,
+            -settlement.charged,
+            entry_type=EntryType.PLAN_FEE,
+            reference_type="plan_period",
+            reference_id=closed.id,
+            description=f"Plan {plan.name}: {start:%Y-%m-%d} to {end:%Y-%m-%d}",
+            actor=ACTOR,
+            counter_account=CounterAccount.REVENUE_PLANS,
         )
+        entries = await usage.append_ledger(wallet, [line])
     newly_flagged = False
     if settlement.owed:
         wallet.owed += settlement.owed

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.repositories.plans import BillingDefaultsRepository, PlanRepository, SubscriptionRepository
 from walletsvc.domain.errors import InvalidRequest
 from walletsvc.domain.plans import Plan, Subscription, current_period
@@ -20,6 +21,17 @@ _UNIT_KEYS = {
     UsageKind.FAX: "fax_page_price",
     UsageKind.FILE_TRANSFER: "file_transfer_price",
 }
+
+
+class PricingDefaults(Protocol):
+    """What pricing reads from the settings: DEFAULT_RATES and MINIMUM_BALANCES, per currency (Settings
+    has both; so may any small value in a test)."""
+
+    @property
+    def default_rates(self) -> Mapping[str, Mapping[str, str | int]]: ...
+
+    @property
+    def minimum_balances(self) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +48,7 @@ class Pricing:
         return self.subscription.quota_remaining_seconds(self.plan)
 
 
-def rates_from_settings(currency: str, values: dict[str, str | int]) -> Rates:
+def rates_from_settings(currency: str, values: Mapping[str, str | int]) -> Rates:
     try:
         return Rates(
             currency=currency,
@@ -50,9 +62,9 @@ def rates_from_settings(currency: str, values: dict[str, str | int]) -> Rates:
         raise InvalidRequest(f"DEFAULT_RATES for {currency} are not valid: {exc}") from exc
 
 
-def configured_rates(settings: Settings, currency: str) -> Rates:
+def configured_rates(defaults: PricingDefaults, currency: str) -> Rates:
     """DEFAULT_RATES for the currency: what a plan-less tenant pays until an admin stores other rates."""
-    configured = settings.default_rates.get(currency)
+    configured = defaults.default_rates.get(currency)
     if configured is None:
         raise InvalidRequest(
             f"no rates are set for {currency}: give the tenant a plan, or set them with "
@@ -61,27 +73,31 @@ def configured_rates(settings: Settings, currency: str) -> Rates:
     return rates_from_settings(currency, configured)
 
 
-async def default_pricing(session: AsyncSession, settings: Settings, currency: str) -> tuple[Rates, int]:
+async def default_pricing(
+    session: AsyncSession, defaults: PricingDefaults, currency: str
+) -> tuple[Rates, int]:
     stored = await BillingDefaultsRepository(session).get(currency)
     if stored is not None:
         return stored
-    return configured_rates(settings, currency), settings.minimum_balances.get(currency, 0)
+    return configured_rates(defaults, currency), defaults.minimum_balances.get(currency, 0)
 
 
-async def minimum_balance(session: AsyncSession, settings: Settings, currency: str) -> int:
+async def minimum_balance(session: AsyncSession, defaults: PricingDefaults, currency: str) -> int:
     """The minimum a call needs to start, for a tenant with a plan: it needs no default rates."""
     stored = await BillingDefaultsRepository(session).get(currency)
-    return stored[1] if stored is not None else settings.minimum_balances.get(currency, 0)
+    return stored[1] if stored is not None else defaults.minimum_balances.get(currency, 0)
 
 
-async def pricing_for(session: AsyncSession, settings: Settings, tenant_id: str, currency: str) -> Pricing:
+async def pricing_for(
+    session: AsyncSession, defaults: PricingDefaults, tenant_id: str, currency: str
+) -> Pricing:
     """The tenant's prices and quota now. A period that has ended is shown rolled forward with its quota
     back to zero (the charge writer stores the rollover when it next charges)."""
     subscription = await SubscriptionRepository(session).get(tenant_id)
     if subscription is None:
-        default_rates, minimum = await default_pricing(session, settings, currency)
+        default_rates, minimum = await default_pricing(session, defaults, currency)
         return Pricing(default_rates, None, None, minimum)
-    minimum = await minimum_balance(session, settings, currency)
+    minimum = await minimum_balance(session, defaults, currency)
     plan = await PlanRepository(session).get(subscription.plan_id)
     start, end, moved = current_period(subscription.period_start, subscription.period_end, datetime.now(UTC))
     if moved:

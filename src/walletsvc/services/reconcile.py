@@ -11,10 +11,12 @@ from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
+from walletsvc.domain.auto_topup import AutoTopupPolicy
 from walletsvc.domain.errors import WalletError
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import TopupStatus
 from walletsvc.services.gateways import Gateways
+from walletsvc.services.mandate_reconcile import reconcile_mandates
 from walletsvc.services.refunds import resume_refund
 from walletsvc.services.topups import fail_topup, settle_status
 
@@ -33,12 +35,20 @@ class ReconcileReport:
     still_pending: int = 0
     refunds_settled: int = 0
     auto_topups_resumed: int = 0
+    mandates_updated: int = 0  # Razorpay mandate registrations finished (confirmed, rejected, expired)
     errors: list[str] = field(default_factory=list)
 
 
 async def reconcile(
-    db: Database, gateways: Gateways, *, older_than: timedelta, settings: Settings | None = None
+    db: Database,
+    gateways: Gateways,
+    *,
+    older_than: timedelta,
+    policy: AutoTopupPolicy,
+    settings: Settings | None = None,
 ) -> ReconcileReport:
+    """`policy`: what a failure found here does to an auto top-up behind it. With `settings`, auto
+    top-ups a job gave up on are resumed too (the worker and `walletsvc reconcile` pass them)."""
     report = ReconcileReport()
     if settings is not None:
         # Auto top-ups whose job gave up (the provider was down): run again, under the same Stripe key.
@@ -46,7 +56,7 @@ async def reconcile(
         from walletsvc.services.auto_topup import resume_stale
 
         report.auto_topups_resumed = await resume_stale(
-            db, gateways, settings, older_than_seconds=int(older_than.total_seconds())
+            db, gateways, settings, policy=policy, older_than_seconds=int(older_than.total_seconds())
         )
     async with db.sessionmaker() as session:
         topups = TopupRepository(session)
@@ -72,6 +82,7 @@ async def reconcile(
                             topup.id,
                             reason="the checkout was never created",
                             source="reconcile",
+                            policy=policy,
                         )
                     report.failed += 1
                 else:
@@ -80,7 +91,9 @@ async def reconcile(
             # Ask first, with no lock held; then settle in a short transaction.
             status = await gateway.payment_status(topup.provider_checkout_id, topup.checkout_kind)
             async with unit_of_work(db) as session:
-                settled = await settle_status(session, topup.tenant_id, topup.id, status, source="reconcile")
+                settled = await settle_status(
+                    session, topup.tenant_id, topup.id, status, source="reconcile", policy=policy
+                )
             if settled.status is TopupStatus.SUCCEEDED:
                 report.credited += 1
             elif settled.status is TopupStatus.FAILED and topup.status is not TopupStatus.FAILED:
@@ -97,5 +110,10 @@ async def reconcile(
             report.refunds_settled += 1
         except WalletError as exc:
             report.errors.append(f"refund {refund.id}: {exc.detail}")
+    if gateways.razorpay is not None:
+        # Mandates whose authorization payment's webhook and token.confirmed were both lost.
+        mandates = await reconcile_mandates(db, gateways.razorpay, older_than=older_than)
+        report.mandates_updated = mandates.updated
+        report.errors += mandates.errors
     log.info("reconcile finished", extra={"checked": report.checked, "credited": report.credited})
     return report

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.db.repositories.refunds import RefundRepository, TopupRefund
+from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.errors import (
@@ -26,7 +26,7 @@ from walletsvc.domain.errors import (
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.ledger import CounterAccount, EntryRequest, EntryType
 from walletsvc.domain.money import Money
-from walletsvc.domain.topups import Topup, TopupStatus
+from walletsvc.domain.topups import Topup, TopupRefund, TopupStatus
 from walletsvc.providers.base import PaymentGateway, RefundResult, RefundState
 from walletsvc.services.documents import issue_credit_note
 from walletsvc.services.events import record_event

@@ -12,6 +12,7 @@ from walletsvc.db.repositories.bonus_rules import BonusRuleRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import StripeCustomerRepository, TopupRepository
 from walletsvc.db.repositories.wallets import WalletRepository
+from walletsvc.domain.auto_topup import AutoTopupPolicy
 from walletsvc.domain.errors import (
     Conflict,
     CurrencyMismatch,
@@ -288,11 +289,13 @@ async def fail_topup(
     *,
     reason: str,
     source: str,
+    policy: AutoTopupPolicy,
     payment_id: str | None = None,
     code: str | None = None,
 ) -> Topup:
     """A failed payment attempt. Order is not assumed: a top-up that already succeeded stays succeeded,
-    and a failed one still credits if a success arrives later."""
+    and a failed one still credits if a success arrives later. `policy`: the decline path of an auto
+    top-up behind it (back-off, switch-off after N)."""
     topups = TopupRepository(session)
     topup = await topups.get(tenant_id, topup_id, for_update=True)
     await topups.add_event(tenant_id, topup_id, "payment_failed", source=source, detail=reason)
@@ -310,12 +313,20 @@ async def fail_topup(
             "reason": reason,
         },
     )
-    await auto_topup_outcomes.topup_declined(session, tenant_id, topup_id, reason=reason, code=code)
+    await auto_topup_outcomes.topup_declined(
+        session, tenant_id, topup_id, reason=reason, code=code, policy=policy
+    )
     return failed
 
 
 async def settle_status(
-    session: AsyncSession, tenant_id: str, topup_id: str, status: PaymentStatus, *, source: str
+    session: AsyncSession,
+    tenant_id: str,
+    topup_id: str,
+    status: PaymentStatus,
+    *,
+    source: str,
+    policy: AutoTopupPolicy,
 ) -> Topup:
     """Apply what a provider says of a payment: paid credits (or, with no readable amount, flags),
     failed fails, pending changes nothing."""
@@ -339,6 +350,7 @@ async def settle_status(
             topup_id,
             reason=status.reason or "the payment failed",
             source=source,
+            policy=policy,
             payment_id=status.payment_id,
         )
     return await TopupRepository(session).get(tenant_id, topup_id)
@@ -353,6 +365,7 @@ async def verify_razorpay(
     order_id: str,
     payment_id: str,
     signature: str,
+    policy: AutoTopupPolicy,
 ) -> Topup:
     """The Razorpay checkout handler's answer: check its signature, then ask Razorpay itself whether the
     payment is captured and for how much. The amount credited is Razorpay's, never the browser's."""
@@ -366,10 +379,12 @@ async def verify_razorpay(
         raise InvalidPayment("the payment was not made for this top-up's order")
     # The payment id is the one the signature covers, not whatever the answer's `id` says.
     status = replace(payment_status_of(payment), payment_id=payment_id)
-    return await settle_status(session, tenant_id, topup_id, status, source="razorpay_verify")
+    return await settle_status(session, tenant_id, topup_id, status, source="razorpay_verify", policy=policy)
 
 
-async def stripe_return(session: AsyncSession, gateways: Gateways, *, session_id: str) -> Topup:
+async def stripe_return(
+    session: AsyncSession, gateways: Gateways, *, session_id: str, policy: AutoTopupPolicy
+) -> Topup:
     """The browser is back from Stripe Checkout: ask Stripe (never the browser) whether it paid."""
     gateway = gateways.stripe_or_refuse()
     topup_id, _tenant_hint, status = await gateway.retrieve_session(session_id)
@@ -379,4 +394,4 @@ async def stripe_return(session: AsyncSession, gateways: Gateways, *, session_id
     if located is None:
         raise NotFound("top-up for checkout session", session_id)
     tenant_id, found_id = located
-    return await settle_status(session, tenant_id, found_id, status, source="stripe_return")
+    return await settle_status(session, tenant_id, found_id, status, source="stripe_return", policy=policy)

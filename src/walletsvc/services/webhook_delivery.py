@@ -24,19 +24,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from standardwebhooks import Webhook
 
 from walletsvc import __version__
-from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
-from walletsvc.db.repositories.webhook_endpoints import (
-    AttemptRecord,
-    DeliveryRecord,
-    EndpointRecord,
-    WebhookDeliveryRepository,
-    WebhookEndpointRepository,
-)
+from walletsvc.db.repositories.webhook_endpoints import WebhookDeliveryRepository, WebhookEndpointRepository
 from walletsvc.domain import webhooks as rules
 from walletsvc.domain.errors import Conflict, NotFound, WebhookSecretsNotConfigured
 from walletsvc.domain.events import EventType
-from walletsvc.domain.webhooks import AttemptOutcome, DeliveryStatus
+from walletsvc.domain.webhooks import (
+    AttemptOutcome,
+    AttemptRecord,
+    DeliveryRecord,
+    DeliveryStatus,
+    EndpointRecord,
+)
 from walletsvc.services.events import Event, get_event, record_event
 from walletsvc.services.queue import encode_payload
 from walletsvc.services.webhook_endpoints import SecretBox, resolve, signing_secrets
@@ -197,23 +196,33 @@ class _Planned:
     event: Event
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """What delivering reads from the settings (WEBHOOK_*), built once per worker
+    (service_config.webhook_delivery_config)."""
+
+    retry_schedule: tuple[float, ...]  # seconds before each retry (WEBHOOK_RETRY_SCHEDULE_SECONDS, parsed)
+    timeout_seconds: float
+    allow_private_urls: bool
+    disable_after_seconds: int
+
+
 class WebhookSender:
     """Runs `send_webhook` jobs: one HTTP client (no redirects followed) for the worker's life."""
 
     def __init__(
-        self, settings: Settings, box: SecretBox | None, *, client: httpx.AsyncClient | None = None
+        self, config: DeliveryConfig, box: SecretBox | None, *, client: httpx.AsyncClient | None = None
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.box = box
-        self.schedule = rules.parse_schedule(settings.webhook_retry_schedule_seconds)
         self.client = client or httpx.AsyncClient(
             follow_redirects=False,
-            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            timeout=httpx.Timeout(config.timeout_seconds),
             headers={"User-Agent": USER_AGENT},
             trust_env=False,  # an HTTP(S)_PROXY would move the request (and the address check) elsewhere
             # Requests go to the checked IP address: a kept-alive connection, pooled by address, could carry
             # another host name's request over a TLS session verified for the first one.
-            limits=httpx.Limits(max_keepalive_connections=20 if settings.webhook_allow_private_urls else 0),
+            limits=httpx.Limits(max_keepalive_connections=20 if config.allow_private_urls else 0),
         )
 
     async def aclose(self) -> None:
@@ -264,7 +273,7 @@ class WebhookSender:
             secrets = signing_secrets(planned.endpoint, self._box(), now=started)
         except WebhookSecretsNotConfigured as exc:
             return AttemptResult(AttemptOutcome.REFUSED, error=exc.detail)
-        allow_private = self.settings.webhook_allow_private_urls
+        allow_private = self.config.allow_private_urls
         try:
             target = rules.parse_endpoint_url(planned.endpoint.url, allow_private=allow_private)
         except ValueError as exc:
@@ -286,14 +295,14 @@ class WebhookSender:
             **extra_headers,
         }
         try:
-            async with asyncio.timeout(self.settings.webhook_timeout_seconds):
+            async with asyncio.timeout(self.config.timeout_seconds):
                 async with self.client.stream(
                     "POST", url, content=body.encode(), headers=headers, extensions=extensions
                 ) as response:
                     received = await _read_some(response)
         except TimeoutError:
             return AttemptResult(
-                AttemptOutcome.FAILED, error=f"no answer within {self.settings.webhook_timeout_seconds:g} s"
+                AttemptOutcome.FAILED, error=f"no answer within {self.config.timeout_seconds:g} s"
             )
         except Exception as exc:  # whatever stopped the request (TLS, a bad answer...) is a failed attempt
             return AttemptResult(AttemptOutcome.FAILED, error=_describe(exc))
@@ -370,11 +379,11 @@ class WebhookSender:
             return "canceled"
         failing_since = await endpoints.mark_failure(endpoint.id)
         failing_for = (datetime.now(UTC) - failing_since).total_seconds()
-        if failing_for >= self.settings.webhook_disable_after_seconds:
+        if failing_for >= self.config.disable_after_seconds:
             await deliveries.set_state(delivery.id, status=DeliveryStatus.CANCELED, attempts=attempt)
             await disable_endpoint(session, endpoint, failing_since=failing_since)
             return "disabled"
-        delay = rules.retry_delay(self.schedule, attempt)
+        delay = rules.retry_delay(self.config.retry_schedule, attempt)
         if delay is None:
             await deliveries.set_state(delivery.id, status=DeliveryStatus.FAILED, attempts=attempt)
             return "failed"

@@ -19,15 +19,11 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.embedded import is_embedded_url
-from walletsvc.db.repositories.webhook_endpoints import (
-    EndpointRecord,
-    WebhookDeliveryRepository,
-    WebhookEndpointRepository,
-)
+from walletsvc.db.repositories.webhook_endpoints import WebhookDeliveryRepository, WebhookEndpointRepository
 from walletsvc.domain import webhooks as rules
 from walletsvc.domain.errors import NotFound, WebhookSecretsNotConfigured, WebhookUrlNotAllowed
+from walletsvc.domain.webhooks import EndpointRecord
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +53,15 @@ class SecretBox:
             ) from exc
 
 
-def load_secret_box(settings: Settings) -> SecretBox | None:
+def load_secret_box(key: str, *, database_url: str, data_dir: Path) -> SecretBox | None:
     """The key from WEBHOOK_SECRETS_KEY; with the embedded database (no DATABASE_URL, or the embedded
     server's own URL as `serve` hands it to its worker) and no key, one made once in DATA_DIR (mode 0600)
-    and shared by the API and the worker; else None (endpoints answer 503)."""
-    if settings.webhook_secrets_key is not None and settings.webhook_secrets_key.get_secret_value().strip():
-        return SecretBox(
-            settings.webhook_secrets_key.get_secret_value().strip().encode(), source="WEBHOOK_SECRETS_KEY"
-        )
-    url = settings.database_url.get_secret_value() if settings.database_url is not None else ""
-    if url and not is_embedded_url(url, Path(settings.data_dir)):
+    and shared by the API and the worker; else None (endpoints answer 503). Empty strings mean unset."""
+    if key.strip():
+        return SecretBox(key.strip().encode(), source="WEBHOOK_SECRETS_KEY")
+    if database_url and not is_embedded_url(database_url, data_dir):
         return None
-    path = Path(settings.data_dir) / KEY_FILE_NAME
+    path = data_dir / KEY_FILE_NAME
     return SecretBox(_key_file(path), source=str(path))
 
 
@@ -144,10 +137,18 @@ class CreatedEndpoint:
 
 
 class WebhookEndpoints:
-    def __init__(self, session: AsyncSession, settings: Settings, box: SecretBox | None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        box: SecretBox | None,
+        *,
+        allow_private_urls: bool,
+        rotation_overlap_seconds: int,
+    ) -> None:
         self.session = session
-        self.settings = settings
         self.box = box
+        self.allow_private_urls = allow_private_urls  # WEBHOOK_ALLOW_PRIVATE_URLS
+        self.rotation_overlap_seconds = rotation_overlap_seconds  # WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS
         self.repo = WebhookEndpointRepository(session)
 
     async def create(
@@ -161,7 +162,7 @@ class WebhookEndpoints:
         created_by: str,
     ) -> CreatedEndpoint:
         box = require_box(self.box)
-        await check_url(url, allow_private=self.settings.webhook_allow_private_urls)
+        await check_url(url, allow_private=self.allow_private_urls)
         secret = new_secret()
         record = await self.repo.insert(
             id=new_endpoint_id(),
@@ -196,7 +197,7 @@ class WebhookEndpoints:
         current = await self.get(endpoint_id, for_update=True)
         changes: dict[str, object] = {}
         if url is not None:
-            changes["url"] = await check_url(url, allow_private=self.settings.webhook_allow_private_urls)
+            changes["url"] = await check_url(url, allow_private=self.allow_private_urls)
         if event_types is not None:
             changes["event_types"] = sorted(set(event_types))
         if set_tenant:
@@ -217,7 +218,7 @@ class WebhookEndpoints:
     async def rotate_secret(self, endpoint_id: str) -> CreatedEndpoint:
         box = require_box(self.box)
         current = await self.get(endpoint_id, for_update=True)
-        overlap = self.settings.webhook_secret_rotation_overlap_seconds
+        overlap = self.rotation_overlap_seconds
         secret = new_secret()
         record = await self.repo.update(
             endpoint_id,

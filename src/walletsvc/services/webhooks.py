@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
 from walletsvc.db.repositories.webhook_events import WebhookEventRepository, is_storable
+from walletsvc.domain.auto_topup import AutoTopupPolicy
 from walletsvc.domain.money import Money
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import Topup
@@ -40,7 +41,7 @@ from walletsvc.providers.base import (
 from walletsvc.providers.razorpay_gateway import notes_of, payment_status_of, refund_money
 from walletsvc.providers.razorpay_links import link_status_of, link_topup_id
 from walletsvc.providers.stripe_gateway import intent_status, money_of, session_status
-from walletsvc.services import auto_topup_outcomes, payment_methods
+from walletsvc.services import auto_topup_outcomes, payment_methods, razorpay_mandates
 from walletsvc.services.payment_methods import PAYMENT_METHOD_EVENTS
 from walletsvc.services.refunds import debit_refund, settle_provider_refund
 from walletsvc.services.topups import fail_topup, settle_status
@@ -51,9 +52,16 @@ _located_tenant: ContextVar[str | None] = ContextVar("webhook_tenant", default=N
 
 
 async def receive_event(
-    session: AsyncSession, provider: ProviderName, event_id: str, event_type: str, payload: dict[str, Any]
+    session: AsyncSession,
+    provider: ProviderName,
+    event_id: str,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    policy: AutoTopupPolicy,
 ) -> str:
-    """Store and apply one event; a repeat answers 'duplicate' and changes nothing."""
+    """Store and apply one event; a repeat answers 'duplicate' and changes nothing. `policy`: what a
+    decline of an auto top-up does (back-off, switch-off after N)."""
     events = WebhookEventRepository(session)
     if not await events.record(
         provider=provider.value, event_id=event_id, event_type=event_type, tenant_id=None, payload=payload
@@ -64,7 +72,7 @@ async def receive_event(
         if not (is_storable(event_id) and is_storable(event_type) and is_storable(payload)):
             outcome = "malformed: the event holds NUL characters or unpaired surrogates (stored escaped)"
         else:
-            outcome = await _apply(session, provider, event_type, payload)
+            outcome = await _apply(session, provider, event_type, payload, policy)
         # The event is filed under the tenant it turned out to concern (none for an unknown event).
         await events.set_outcome(provider.value, event_id, outcome, tenant_id=_located_tenant.get())
     finally:
@@ -76,24 +84,34 @@ async def receive_event(
 
 
 async def _apply(
-    session: AsyncSession, provider: ProviderName, event_type: str, payload: dict[str, Any]
+    session: AsyncSession,
+    provider: ProviderName,
+    event_type: str,
+    payload: dict[str, Any],
+    policy: AutoTopupPolicy,
 ) -> str:
     """Apply the event inside a savepoint: a field found malformed halfway (the second refund of a
     charge, say) undoes whatever the first half did, and only the stored event remains."""
     try:
         async with session.begin_nested():
             if provider is ProviderName.STRIPE:
-                return await _apply_stripe(session, event_type, obj_at(obj_at(payload, "data"), "object"))
-            return await _apply_razorpay(session, event_type, obj_at(payload, "payload"))
+                obj = obj_at(obj_at(payload, "data"), "object")
+                return await _apply_stripe(session, event_type, obj, policy)
+            return await _apply_razorpay(session, event_type, obj_at(payload, "payload"), policy)
     except MalformedPayload as exc:
         log.warning("malformed webhook event", extra={"provider": provider.value, "event_type": event_type})
         return f"malformed: {exc.detail}"
 
 
 async def _settled(
-    session: AsyncSession, located: tuple[str, str], status: PaymentStatus, *, source: str
+    session: AsyncSession,
+    located: tuple[str, str],
+    status: PaymentStatus,
+    *,
+    source: str,
+    policy: AutoTopupPolicy,
 ) -> str:
-    topup = await settle_status(session, *located, status, source=source)
+    topup = await settle_status(session, *located, status, source=source, policy=policy)
     if status.state is PaymentState.PAID and status.amount is None:
         return f"malformed: {status.reason}; top-up {topup.status.value}"
     return f"top-up {topup.status.value}"
@@ -124,7 +142,9 @@ async def _locate(
 # --- Stripe ----------------------------------------------------------------------------------------
 
 
-async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, Any]) -> str:
+async def _apply_stripe(
+    session: AsyncSession, event_type: str, obj: dict[str, Any], policy: AutoTopupPolicy
+) -> str:
     metadata = obj_at(obj, "metadata")
     if event_type in PAYMENT_METHOD_EVENTS:
         outcome, tenant_id = await payment_methods.apply_stripe_event(session, event_type, obj)
@@ -149,7 +169,7 @@ async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, A
             )
         elif event_type not in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             return "ignored"
-        return await _settled(session, located, status, source=f"stripe:{event_type}")
+        return await _settled(session, located, status, source=f"stripe:{event_type}", policy=policy)
     if event_type in (
         "payment_intent.succeeded",
         "payment_intent.payment_failed",
@@ -172,7 +192,7 @@ async def _apply_stripe(session: AsyncSession, event_type: str, obj: dict[str, A
         else:
             message = str_at(obj_at(obj, "last_payment_error"), "message")
             status = PaymentStatus(PaymentState.FAILED, None, intent_id, message or "declined")
-        return await _settled(session, located, status, source=f"stripe:{event_type}")
+        return await _settled(session, located, status, source=f"stripe:{event_type}", policy=policy)
     if event_type == "charge.refunded":
         return await _stripe_charge_refunded(session, obj)
     if event_type in ("refund.created", "refund.updated", "refund.failed", "charge.refund.updated"):
@@ -284,7 +304,9 @@ async def _stripe_charge_refunded(session: AsyncSession, charge: dict[str, Any])
 # --- Razorpay ---------------------------------------------------------------------------------------
 
 
-async def _razorpay_payment_link(session: AsyncSession, event_type: str, body: dict[str, Any]) -> str:
+async def _razorpay_payment_link(
+    session: AsyncSession, event_type: str, body: dict[str, Any], policy: AutoTopupPolicy
+) -> str:
     """An auto top-up's payment link (INR without a mandate): paid credits once, expired or cancelled
     ends the auto top-up."""
     topup_id, link_id, link, payment = link_topup_id(body)
@@ -293,7 +315,11 @@ async def _razorpay_payment_link(session: AsyncSession, event_type: str, body: d
         return "unknown top-up"
     if event_type == "payment_link.paid":
         return await _settled(
-            session, located, link_status_of(link, payment), source=f"razorpay:{event_type}"
+            session,
+            located,
+            link_status_of(link, payment),
+            source=f"razorpay:{event_type}",
+            policy=policy,
         )
     if event_type in ("payment_link.expired", "payment_link.cancelled"):
         topup = await fail_topup(
@@ -301,6 +327,7 @@ async def _razorpay_payment_link(session: AsyncSession, event_type: str, body: d
             *located,
             reason=f"the payment link {event_type.rsplit('.', 1)[1]}",
             source=f"razorpay:{event_type}",
+            policy=policy,
             code="payment_link_expired",
         )
         return f"top-up {topup.status.value}"
@@ -318,12 +345,21 @@ def _entity(body: dict[str, Any], name: str) -> dict[str, Any]:
     return obj_at(obj_at(body, name), "entity")
 
 
-async def _apply_razorpay(session: AsyncSession, event_type: str, body: dict[str, Any]) -> str:
+async def _apply_razorpay(
+    session: AsyncSession, event_type: str, body: dict[str, Any], policy: AutoTopupPolicy
+) -> str:
     if event_type.startswith("payment_link."):
-        return await _razorpay_payment_link(session, event_type, body)
+        return await _razorpay_payment_link(session, event_type, body, policy)
+    if event_type.startswith("token."):  # a recurring mandate (services/razorpay_mandates.py)
+        outcome, tenant_id = await razorpay_mandates.apply_token_event(session, event_type, body)
+        if tenant_id is not None:
+            _located_tenant.set(tenant_id)
+        return outcome
     payment = _entity(body, "payment")
     order = _entity(body, "order")
     if event_type in ("payment.captured", "order.paid", "payment.failed"):
+        # A mandate's authorization payment names its token; its money is its top-up's, settled below.
+        await razorpay_mandates.note_authorization_payment(session, payment)
         notes = notes_of(payment) or notes_of(order)
         payment_id = str_at(payment, "id")
         located = await _locate(
@@ -341,13 +377,14 @@ async def _apply_razorpay(session: AsyncSession, event_type: str, body: dict[str
                 *located,
                 reason=str_at(payment, "error_description") or "the payment failed",
                 source=f"razorpay:{event_type}",
+                policy=policy,
                 payment_id=payment_id,
             )
             return f"top-up {topup.status.value}"
         status = payment_status_of(payment)
         if status.state is not PaymentState.PAID:
             return "payment not captured"
-        return await _settled(session, located, status, source=f"razorpay:{event_type}")
+        return await _settled(session, located, status, source=f"razorpay:{event_type}", policy=policy)
     if event_type in ("refund.processed", "refund.failed", "refund.created"):
         refund = _entity(body, "refund")
         notes = notes_of(refund)

@@ -16,15 +16,20 @@ from pgqueuer.models import Job, Schedule
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 from walletsvc.db.repositories.auto_topups import RUN_AUTO_TOPUP
-from walletsvc.services.auto_topup_outcomes import configure as configure_auto_topup
+from walletsvc.service_config import (
+    document_config,
+    smtp_config,
+    smtp_off_reason,
+    webhook_delivery_config,
+    webhook_secret_box,
+)
 from walletsvc.services.documents import configure_documents
 from walletsvc.services.events import DELIVER_EVENT
 from walletsvc.services.gateways import Gateways, build_gateways
 from walletsvc.services.notifications import MAX_ATTEMPTS as EMAIL_MAX_ATTEMPTS
-from walletsvc.services.notifications import SEND_EMAIL, smtp_config, smtp_off_reason
+from walletsvc.services.notifications import SEND_EMAIL
 from walletsvc.services.periods import CLOSE_PERIODS_JOB
 from walletsvc.services.webhook_delivery import SEND_WEBHOOK, WebhookSender
-from walletsvc.services.webhook_endpoints import load_secret_box
 from walletsvc.worker import jobs
 
 log = logging.getLogger("walletsvc.worker")
@@ -73,10 +78,7 @@ def build(
     webhooks: WebhookSender | None = None,
 ) -> PgQueuer:
     pgq = PgQueuer.from_asyncpg_pool(pool)
-    configure_auto_topup(
-        max_consecutive_failures=settings.auto_topup_max_consecutive_failures,
-        retry_backoff_seconds=settings.auto_topup_retry_backoff_seconds,
-    )
+    policy = settings.auto_topup_policy()  # what a decline does, fixed for this worker's life
 
     if webhooks is not None:
 
@@ -99,7 +101,7 @@ def build(
 
     @pgq.entrypoint(RUN_AUTO_TOPUP, executor_factory=_retrying)
     async def run_auto_topup(job: Job) -> None:
-        await jobs.run_auto_topup(db, gateways, settings, job.payload)
+        await jobs.run_auto_topup(db, gateways, settings, policy, job.payload)
 
     @pgq.schedule("expire_holds", SCHEDULES["expire_holds"])
     async def expire_holds(_schedule: Schedule) -> None:
@@ -111,7 +113,7 @@ def build(
 
     @pgq.schedule("reconcile", SCHEDULES["reconcile"])
     async def reconcile(_schedule: Schedule) -> None:
-        await jobs.reconcile_pending(db, gateways, settings)
+        await jobs.reconcile_pending(db, gateways, settings, policy)
 
     if settings.period_close_schedule:  # PERIOD_CLOSE_SCHEDULE (default SCHEDULES["close_periods"])
 
@@ -134,10 +136,12 @@ def build(
 @asynccontextmanager
 async def worker(settings: Settings, url: str, *, concurrency: int) -> AsyncIterator[Worker]:
     db = Database.connect(url, pool_size=max(2, concurrency), max_overflow=2)
-    configure_documents(db.sessionmaker, settings)  # invoices issued by reconcile, statements
+    configure_documents(
+        db.sessionmaker, document_config(settings)
+    )  # invoices issued by reconcile, statements
     pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=2, max_size=max(4, concurrency + 2))
     gateways = build_gateways(settings)
-    webhooks = WebhookSender(settings, load_secret_box(settings))
+    webhooks = WebhookSender(webhook_delivery_config(settings), webhook_secret_box(settings))
     if webhooks.box is None:  # said once; deliveries are recorded as refused until the key is set
         log.warning("webhook deliveries cannot be signed: WEBHOOK_SECRETS_KEY is not set")
     try:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
+from walletsvc.domain.auto_topup import AutoTopupPolicy
 from walletsvc.services import auto_topup, calls, events, notifications, periods, retention, statements
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.reconcile import reconcile
@@ -44,11 +45,13 @@ async def send_webhook(db: Database, raw: bytes | None, sender: WebhookSender) -
     log.info("webhook job done", extra={"delivery_id": delivery_id, "attempt": attempt, "outcome": outcome})
 
 
-async def run_auto_topup(db: Database, gateways: Gateways, settings: Settings, raw: bytes | None) -> None:
+async def run_auto_topup(
+    db: Database, gateways: Gateways, settings: Settings, policy: AutoTopupPolicy, raw: bytes | None
+) -> None:
     payload = job_payload(raw)
     tenant_id, attempt_id = str(payload["tenant_id"]), str(payload["auto_topup_id"])
     status = await auto_topup.run_auto_topup(
-        db, gateways, settings, tenant_id=tenant_id, auto_topup_id=attempt_id
+        db, gateways, settings, policy=policy, tenant_id=tenant_id, auto_topup_id=attempt_id
     )  # ProviderUnavailable: raised, so the job runs again under the same idempotency key
     log.info("auto top-up job done", extra={"auto_topup_id": attempt_id, "status": status.value})
 
@@ -71,13 +74,23 @@ async def expire_holds(db: Database) -> None:
 
 
 async def purge_idempotency_keys(db: Database, settings: Settings) -> None:
-    purged = await retention.purge_idempotency_keys(db, settings)
+    purged = await retention.purge_idempotency_keys(
+        db,
+        retention=timedelta(hours=settings.idempotency_retention_hours),
+        lock_timeout=timedelta(seconds=settings.idempotency_lock_seconds),
+    )
     log.info("idempotency keys purged", extra={"purged": purged})
 
 
-async def reconcile_pending(db: Database, gateways: Gateways, settings: Settings) -> None:
+async def reconcile_pending(
+    db: Database, gateways: Gateways, settings: Settings, policy: AutoTopupPolicy
+) -> None:
     report = await reconcile(
-        db, gateways, older_than=timedelta(seconds=settings.reconcile_after_seconds), settings=settings
+        db,
+        gateways,
+        older_than=timedelta(seconds=settings.reconcile_after_seconds),
+        policy=policy,
+        settings=settings,
     )
     log.info(
         "reconcile",

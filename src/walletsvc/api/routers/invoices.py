@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime
 from typing import Annotated
@@ -16,9 +15,9 @@ from walletsvc.api.schemas.common import Page, decode_str_cursor, encode_cursor,
 from walletsvc.api.schemas.documents import DOCUMENT_ID_PATTERN, DocumentOut
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
 from walletsvc.db.repositories.documents import DocumentFilter, DocumentRepository
-from walletsvc.documents.render import render_pdf
 from walletsvc.domain.documents import PERIOD_PATTERN, Document, DocumentKind, Period
 from walletsvc.domain.errors import InvalidRequest
+from walletsvc.services.documents import document_pdf
 from walletsvc.services.statements import issue_statement
 
 router = APIRouter(tags=["invoices"], route_class=TransactionalRoute)
@@ -94,8 +93,7 @@ async def _page(
 
 
 async def pdf_response(document: Document) -> Response:
-    # fpdf2 is synchronous: render off the event loop (a few hundred milliseconds at most: bounded lines).
-    body = await asyncio.to_thread(render_pdf, document)
+    body = await document_pdf(document)
     return Response(
         content=body,
         media_type="application/pdf",

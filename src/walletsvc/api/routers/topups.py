@@ -9,7 +9,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import RedirectResponse
 
-from walletsvc.api.deps import Idempotent, SessionDep, SettingsDep, WalletReaderDep, WalletWriterDep
+from walletsvc.api.deps import (
+    AutoTopupPolicyDep,
+    Idempotent,
+    SessionDep,
+    SettingsDep,
+    WalletReaderDep,
+    WalletWriterDep,
+)
 from walletsvc.api.intents import IntentDep
 from walletsvc.api.routing import ResumableResponse, TransactionalRoute
 from walletsvc.api.schemas.common import Page, decode_str_cursor, encode_cursor, problem_responses
@@ -128,10 +135,11 @@ async def return_from_stripe(
     session: SessionDep,
     settings: SettingsDep,
     gateways: GatewaysDep,
+    policy: AutoTopupPolicyDep,
     session_id: Annotated[str, Query(pattern=ID_PATTERN)],
 ) -> RedirectResponse:
     try:
-        topup = await stripe_return(session, gateways, session_id=session_id)
+        topup = await stripe_return(session, gateways, session_id=session_id, policy=policy)
     except ProviderUnavailable:
         # Stripe will tell us by webhook; the portal shows the top-up as pending meanwhile.
         return RedirectResponse(_with_query(settings.portal_success_url, status="pending"), status_code=303)
@@ -177,6 +185,7 @@ async def verify_razorpay_payment(
     session: SessionDep,
     gateways: GatewaysDep,
     caller: WalletWriterDep,
+    policy: AutoTopupPolicyDep,
 ) -> TopupOut:
     topup = await verify_razorpay(
         session,
@@ -186,5 +195,6 @@ async def verify_razorpay_payment(
         order_id=body.razorpay_order_id,
         payment_id=body.razorpay_payment_id,
         signature=body.razorpay_signature,
+        policy=policy,
     )
     return TopupOut.of(topup)

@@ -3,12 +3,11 @@ admins refund charges."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Request, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Body, Path, Request, Response, status
 
+from walletsvc.api import telephony
 from walletsvc.api.deps import (
     AdminDep,
     Idempotent,
@@ -17,36 +16,23 @@ from walletsvc.api.deps import (
     TelephonyCallerDep,
     UsageWriterDep,
 )
-from walletsvc.api.errors import problem_for
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.api.schemas.charging import (
     REFERENCE_PATTERN,
     AuthorizeIn,
     AuthorizeOut,
-    BatchResult,
     ChargeOut,
     ChargeRefundIn,
     ChargeRefundOut,
     UsageBatchIn,
     UsageBatchOut,
-    UsageIn,
+    UsageDocument,
 )
 from walletsvc.api.schemas.common import MoneyOut, problem_responses
-from walletsvc.domain.access import Principal
-from walletsvc.domain.errors import UsageOwed, WalletError
 from walletsvc.services.calls import authorize
 from walletsvc.services.charge_refunds import refund_charge
-from walletsvc.services.charging import ChargeOutcome, ChargeWriter, UsageRecord
 
 router = APIRouter(tags=["usage"], route_class=TransactionalRoute)
-
-
-async def get_writer(request: Request) -> ChargeWriter:
-    writer: ChargeWriter = request.app.state.charge_writer
-    return writer
-
-
-WriterDep = Annotated[ChargeWriter, Depends(get_writer)]
 
 
 @router.post(
@@ -89,38 +75,6 @@ async def authorize_call(
     )
 
 
-async def _release_connection(session: AsyncSession | None) -> None:
-    """The charge writer uses its own connection. A request that looked up its API key still holds one
-    in its session: end that read-only transaction before waiting, or a burst of requests larger than
-    the pool holds every connection while the writer they wait for cannot get one."""
-    if session is not None and session.in_transaction():
-        await session.rollback()
-
-
-def usage_record(body: UsageIn, caller: Principal) -> UsageRecord:
-    return UsageRecord(
-        tenant_id=caller.tenant_for(body.tenant_id),
-        kind=body.kind,
-        reference_id=body.reference_id,
-        duration_seconds=body.duration_seconds,
-        quantity=body.quantity,
-        actor=caller.actor,
-    )
-
-
-def _refuse_if_owed(outcome: ChargeOutcome) -> None:
-    charge = outcome.charge
-    if charge.owed > 0:
-        raise UsageOwed(
-            charge_id=charge.id,
-            amount=charge.amount.amount,
-            charged=charge.charged,
-            owed=charge.owed,
-            available=outcome.available_after,
-            currency=charge.amount.currency,
-        )
-
-
 @router.post(
     "/v1/usage",
     status_code=status.HTTP_201_CREATED,
@@ -138,23 +92,13 @@ def _refuse_if_owed(outcome: ChargeOutcome) -> None:
         **problem_responses(402, 403, 404, 413, 415),
     },
 )
-async def charge_usage(body: UsageIn, request: Request, caller: TelephonyCallerDep) -> Response:
-    record = usage_record(body, caller)
-    await _release_connection(request.state.session_slot.session)
-    writer: ChargeWriter = request.app.state.charge_writer
-    outcome = await writer.charge(record)
-    return charge_answer(outcome)
-
-
-def charge_answer(outcome: ChargeOutcome) -> Response:
-    """201 with the charge, 200 when it is the first charge replayed, 402 when some of it is owed."""
-    _refuse_if_owed(outcome)
-    # Serialised straight from the model (validated as it was built): FastAPI would validate it again.
-    return Response(
-        ChargeOut.of(outcome.charge, replayed=outcome.replayed).model_dump_json(),
-        status_code=status.HTTP_200_OK if outcome.replayed else status.HTTP_201_CREATED,
-        media_type="application/json",
-    )
+async def charge_usage(
+    # Validated by telephony.usage_of, as the lean path (api/fast_usage.py) validates it.
+    body: Annotated[UsageDocument, Body()],
+    request: Request,
+    caller: TelephonyCallerDep,
+) -> Response:
+    return await telephony.charge(request.app.state.charge_writer, telephony.usage_of(body), caller)
 
 
 @router.post(
@@ -162,43 +106,11 @@ def charge_answer(outcome: ChargeOutcome) -> Response:
     summary="Charge up to 1,000 usage records; each is answered on its own",
     description="The answer lists one result per record, in order, with the status that record alone "
     "would have had (201 charged, 200 replayed, 402 owed, 404, 422) and its charge or problem.",
+    response_model=UsageBatchOut,
     responses=problem_responses(403, 413, 415),
-    dependencies=[Idempotent],
 )
-async def charge_usage_batch(
-    body: UsageBatchIn, request: Request, session: SessionDep, writer: WriterDep, caller: UsageWriterDep
-) -> UsageBatchOut:
-    results: list[BatchResult | None] = [None] * len(body.records)
-    records: list[tuple[int, UsageRecord]] = []
-    for index, item in enumerate(body.records):
-        try:
-            records.append((index, usage_record(item, caller)))
-        except WalletError as exc:
-            results[index] = _problem_result(index, exc, request)
-    await _release_connection(session)
-    answers = await writer.charge_many([r for _, r in records])
-    for (index, _), answer in zip(records, answers, strict=True):
-        if isinstance(answer, WalletError):
-            results[index] = _problem_result(index, answer, request)
-            continue
-        try:
-            _refuse_if_owed(answer)
-        except UsageOwed as owed:
-            problem = _problem_result(index, owed, request)
-            problem.charge = ChargeOut.of(answer.charge, replayed=answer.replayed)
-            results[index] = problem
-            continue
-        results[index] = BatchResult(
-            index=index,
-            status=200 if answer.replayed else 201,
-            charge=ChargeOut.of(answer.charge, replayed=answer.replayed),
-        )
-    return UsageBatchOut(results=[r for r in results if r is not None])
-
-
-def _problem_result(index: int, exc: WalletError, request: Request) -> BatchResult:
-    refusal = problem_for(exc, request)
-    return BatchResult(index=index, status=refusal.status_code, problem=json.loads(bytes(refusal.body)))
+async def charge_usage_batch(body: UsageBatchIn, request: Request, caller: TelephonyCallerDep) -> Response:
+    return await telephony.charge_batch(request, request.app.state.charge_writer, body.records, caller)
 
 
 @router.post(

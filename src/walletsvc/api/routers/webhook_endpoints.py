@@ -17,7 +17,8 @@ from walletsvc.api.schemas.webhook_endpoints import (
     WebhookEndpointPatch,
     WebhookEndpointWithSecret,
 )
-from walletsvc.services.webhook_endpoints import CreatedEndpoint, SecretBox, WebhookEndpoints, load_secret_box
+from walletsvc.service_config import webhook_secret_box
+from walletsvc.services.webhook_endpoints import CreatedEndpoint, SecretBox, WebhookEndpoints
 
 router = APIRouter(
     prefix="/v1/admin/webhook-endpoints", tags=["admin: webhook endpoints"], route_class=TransactionalRoute
@@ -31,9 +32,14 @@ async def _endpoints(request: Request, session: SessionDep, settings: SettingsDe
     if hasattr(request.app.state, "webhook_secrets"):
         box = request.app.state.webhook_secrets
     else:  # loaded on first use: with the embedded database it may make the key file in DATA_DIR
-        box = load_secret_box(settings)
+        box = webhook_secret_box(settings)
         request.app.state.webhook_secrets = box
-    return WebhookEndpoints(session, settings, box)
+    return WebhookEndpoints(
+        session,
+        box,
+        allow_private_urls=settings.webhook_allow_private_urls,
+        rotation_overlap_seconds=settings.webhook_secret_rotation_overlap_seconds,
+    )
 
 
 EndpointsDep = Annotated[WebhookEndpoints, Depends(_endpoints)]

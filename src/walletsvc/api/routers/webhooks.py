@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request
 
-from walletsvc.api.deps import SessionDep
+from walletsvc.api.deps import AutoTopupPolicyDep, SessionDep
 from walletsvc.api.routers.topups import GatewaysDep
 from walletsvc.api.routing import TransactionalRoute
 from walletsvc.api.schemas.common import problem_responses
@@ -91,6 +91,7 @@ async def stripe_webhook(
     request: Request,
     session: SessionDep,
     gateways: GatewaysDep,
+    policy: AutoTopupPolicyDep,
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> dict[str, str]:
     body = await request.body()
@@ -101,7 +102,7 @@ async def stripe_webhook(
     if event_id is None or event_type is None:
         raise InvalidRequest("the event has no id or type")
     warn_if_other_api_version(event_id, event_type, event.get("api_version"))
-    outcome = await receive_event(session, ProviderName.STRIPE, event_id, event_type, event)
+    outcome = await receive_event(session, ProviderName.STRIPE, event_id, event_type, event, policy=policy)
     return {"received": event_id, "outcome": outcome}
 
 
@@ -115,6 +116,7 @@ async def razorpay_webhook(
     request: Request,
     session: SessionDep,
     gateways: GatewaysDep,
+    policy: AutoTopupPolicyDep,
     razorpay_signature: Annotated[str | None, Header(alias="X-Razorpay-Signature")] = None,
     razorpay_event_id: Annotated[str | None, Header(alias="X-Razorpay-Event-Id")] = None,
 ) -> dict[str, str]:
@@ -126,5 +128,5 @@ async def razorpay_webhook(
         raise InvalidRequest("the event has no type")
     # Razorpay names each delivery's event in a header; a body digest stands in if a proxy dropped it.
     event_id = razorpay_event_id or "sha256:" + hashlib.sha256(body).hexdigest()
-    outcome = await receive_event(session, ProviderName.RAZORPAY, event_id, event_type, event)
+    outcome = await receive_event(session, ProviderName.RAZORPAY, event_id, event_type, event, policy=policy)
     return {"received": event_id, "outcome": outcome}

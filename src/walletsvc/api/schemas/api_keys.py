@@ -8,8 +8,7 @@ from pydantic import BaseModel, Field
 
 from walletsvc.api.schemas.common import NO_NUL_PATTERN
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
-from walletsvc.db.repositories.api_keys import ApiKeyRecord
-from walletsvc.domain.access import Scope
+from walletsvc.domain.access import ApiKeyRecord, Scope
 
 
 class ApiKeyCreate(BaseModel):

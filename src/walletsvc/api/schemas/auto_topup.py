@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
@@ -190,15 +190,27 @@ class AutoTopupOut(BaseModel):
 
 
 class PaymentMethodOut(BaseModel):
-    """Brand, last 4 and expiry: never more of a card."""
+    """Brand, last 4 and expiry (a UPI mandate: the masked VPA), a mandate's limit and state: never more."""
 
     id: str
     provider: str
-    kind: str = Field(description="card (Stripe), or a Razorpay mandate")
+    kind: str = Field(description="card, or upi (a Razorpay UPI AutoPay mandate)")
     brand: str | None
     last4: str | None
     exp_month: int | None
     exp_year: int | None
+    vpa: str | None = Field(default=None, description="UPI AutoPay: the masked VPA (ab****@okhdfc)")
+    max_amount: MoneyOut | None = Field(
+        default=None, description="A Razorpay mandate's limit per debit: above it a payment link goes instead"
+    )
+    expires_at: datetime | None = Field(default=None, description="When a Razorpay mandate ends")
+    status: str = Field(
+        default="active",
+        description="active; a Razorpay mandate may also be pending (not yet confirmed by the bank), "
+        "paused, rejected, cancelled or expired (its authorization was never paid): only an active one "
+        "is charged",
+    )
+    status_reason: str | None = None
     default: bool
     created_at: datetime
 
@@ -212,6 +224,11 @@ class PaymentMethodOut(BaseModel):
             last4=method.last4,
             exp_month=method.exp_month,
             exp_year=method.exp_year,
+            vpa=method.vpa,
+            max_amount=MoneyOut.of(method.max_amount, "INR") if method.max_amount is not None else None,
+            expires_at=method.expires_at,
+            status=method.status,
+            status_reason=method.status_reason,
             default=default,
             created_at=method.created_at,
         )
@@ -219,6 +236,35 @@ class PaymentMethodOut(BaseModel):
 
 class PaymentMethodList(BaseModel):
     data: list[PaymentMethodOut]
+
+
+class MandateSetupIn(BaseModel):
+    """Razorpay tenants only (INR): how the recurring mandate is registered. Left out: a card mandate
+    with RAZORPAY_MANDATE_MAX_AMOUNT as its limit."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"method": "upi"}]})
+    method: Literal["card", "upi"] = Field(default="card", description="card, or upi (UPI AutoPay)")
+    max_amount: StrictInt | None = Field(
+        default=None, ge=100, le=MAX_AMOUNT, description="The most one debit may take, in paise"
+    )
+
+
+class MandateSetupOut(BaseModel):
+    """For Razorpay Checkout: open it with `key`, `order_id`, `customer_id` and `recurring: "1"`. The
+    customer's authorization payment (`amount`) is credited to the wallet; Razorpay's `token.confirmed`
+    webhook then makes the mandate usable for auto top-up."""
+
+    kind: str = "razorpay_mandate"
+    payment_method_id: str
+    topup_id: str = Field(description="The top-up carrying the authorization payment")
+    key_id: str
+    order_id: str
+    customer_id: str
+    recurring: str = "1"
+    method: str
+    amount: MoneyOut
+    max_amount: MoneyOut
+    expires_at: datetime
 
 
 class SetupIntentOut(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from walletsvc.api.schemas.common import NO_NUL_PATTERN
-from walletsvc.db.repositories.billing_contacts import BillingContacts, EmailNotification
+from walletsvc.domain.billing_contacts import BillingContacts, EmailNotification
 from walletsvc.services.billing_contacts import MAX_BILLING_CONTACTS
 
 EmailText = Annotated[StrictStr, Field(min_length=1, max_length=320, pattern=NO_NUL_PATTERN)]

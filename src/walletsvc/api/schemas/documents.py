@@ -8,8 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
-from walletsvc.db.repositories.documents import BillingDetails
-from walletsvc.domain.documents import Document, DocumentKind, Party
+from walletsvc.domain.documents import BillingDetails, Document, DocumentKind, Party
 
 DOCUMENT_ID_PATTERN = r"^doc_[0-9a-f]{32}$"
 _LINE = r"^[^\x00-\x1f\x7f]*$"  # one line of text: no control characters (and so no NUL)

@@ -20,10 +20,8 @@ from pydantic import (
 from walletsvc.api.schemas import examples
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
 from walletsvc.api.schemas.wallets import MAX_AMOUNT
-from walletsvc.db.repositories.refunds import TopupRefund
-from walletsvc.db.repositories.topups import TopupEvent
 from walletsvc.domain.money import Money
-from walletsvc.domain.topups import BonusRule, Topup
+from walletsvc.domain.topups import BonusRule, Topup, TopupEvent, TopupRefund
 from walletsvc.providers.base import Checkout
 
 ID_PATTERN = r"^[A-Za-z0-9_]{1,64}$"

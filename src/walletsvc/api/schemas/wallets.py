@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_
 
 from walletsvc.api.schemas import examples
 from walletsvc.api.schemas.common import NO_NUL_PATTERN, MoneyOut
-from walletsvc.db.repositories.wallets import AutoTopupSettings
+from walletsvc.domain.auto_topup import AutoTopupSettings
 from walletsvc.domain.errors import UnknownCurrency
 from walletsvc.domain.ledger import EntryType, LedgerEntry, Wallet
 from walletsvc.domain.money import check_currency

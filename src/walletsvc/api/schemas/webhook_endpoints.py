@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from walletsvc.api.schemas.common import NO_NUL_PATTERN
 from walletsvc.api.schemas.wallets import TENANT_ID_PATTERN
-from walletsvc.db.repositories.webhook_endpoints import AttemptRecord, DeliveryRecord, EndpointRecord
 from walletsvc.domain.events import EventType
+from walletsvc.domain.webhooks import AttemptRecord, DeliveryRecord, EndpointRecord
 
 URL_FIELD = Field(
     min_length=1,

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
-from walletsvc.domain.access import Scope
+from walletsvc.domain.access import ApiKeyRecord, Scope
 from walletsvc.domain.errors import NotFound
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKeyRecord:
-    id: str
-    tenant_id: str | None
-    name: str
-    secret_hash: bytes
-    scopes: frozenset[Scope]
-    created_by: str
-    created_at: datetime
-    revoked_at: datetime | None
 
 
 def _record(m: Any) -> ApiKeyRecord:

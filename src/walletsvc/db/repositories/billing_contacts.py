@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
-
-
-@dataclass(frozen=True, slots=True)
-class BillingContacts:
-    tenant_id: str
-    emails: tuple[str, ...]
-    updated_by: str | None
-    updated_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class EmailNotification:
-    id: int
-    tenant_id: str
-    event_id: str
-    event_type: str
-    recipient: str
-    message_id: str | None
-    status: str
-    subject: str | None
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    last_attempt_at: datetime | None
-    sent_at: datetime | None
+from walletsvc.domain.billing_contacts import BillingContacts, EmailNotification
 
 
 class BillingContactRepository:

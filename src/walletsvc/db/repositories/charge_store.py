@@ -1,17 +1,20 @@
-"""The charge writer's statements, on the raw asyncpg connection: a hot wallet's batch is written in
-four round trips (lock and prices, charges, ledger with wallet and quota, commit) with statements that
-asyncpg prepares once per connection."""
+"""The charge writer's statements, on the raw asyncpg connection, set-wise over many wallets: one statement
+locks the wallets (in tenant order) with their plans and prices, one writes every charge, ledger row,
+hold settlement, quota and wallet of the round (arrays unnested), and the commit. Each statement's text
+is fixed, so asyncpg prepares it once per connection; no statement is sent per record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from walletsvc.db.repositories.plans import rates_from_mapping
-from walletsvc.db.repositories.usage import LockedWallet, UsageCharge, charge_from_mapping
+from walletsvc.db.repositories.usage import charge_from_mapping
+from walletsvc.domain.charging import ChargeKey, Decisions, LockedWallet, Quota, UsageCharge
 from walletsvc.domain.rating import Rates
 
 _RATE_COLUMNS = (
@@ -25,7 +28,8 @@ _RATE_COLUMNS = (
     "file_transfer_price",
 )
 
-# Built from the constant column list above: no input reaches this text.
+# Built from the constant column list above: no input reaches this text. ORDER BY before FOR UPDATE: the
+# rows are locked in tenant order, so two writers locking overlapping sets never deadlock.
 _LOCK = f"""
 SELECT w.tenant_id, w.currency, w.balance, w.reserved, w.ledger_seq, w.flagged, w.owed, w.spent_day,
        w.spent_today, w.max_concurrent_calls, w.daily_spend_cap, w.low_balance_threshold,
@@ -38,199 +42,259 @@ SELECT w.tenant_id, w.currency, w.balance, w.reserved, w.ledger_seq, w.flagged, 
   LEFT JOIN subscriptions s ON s.tenant_id = w.tenant_id
   LEFT JOIN plans p ON p.id = s.plan_id
   LEFT JOIN billing_defaults d ON d.currency = w.currency
- WHERE w.tenant_id = $1
+ WHERE w.tenant_id = ANY($1::text[])
+ ORDER BY w.tenant_id
    FOR UPDATE OF w
 """  # noqa: S608
 
 _EXISTING = """
 SELECT c.* FROM usage_charges c
-  JOIN unnest($2::text[], $3::text[]) AS k(kind, reference_id)
-    ON c.kind = k.kind AND c.reference_id = k.reference_id
- WHERE c.tenant_id = $1
+  JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(tenant_id, kind, reference_id)
+    ON c.tenant_id = k.tenant_id AND c.kind = k.kind AND c.reference_id = k.reference_id
 """
 
-_SETTLE_HOLDS = """
-UPDATE holds SET status = 'settled', closed_at = now()
- WHERE tenant_id = $1 AND call_id = ANY($2::text[]) AND status = 'active'
-RETURNING call_id, amount
+_ACTIVE_HOLDS = """
+SELECT h.tenant_id, h.call_id, h.amount FROM holds h
+  JOIN unnest($1::text[], $2::text[]) AS k(tenant_id, call_id)
+    ON h.tenant_id = k.tenant_id AND h.call_id = k.call_id
+ WHERE h.status = 'active'
 """
 
-_INSERT_CHARGES = """
-INSERT INTO usage_charges (tenant_id, kind, reference_id, quantity, duration_seconds, billable_seconds,
-                           quota_seconds, paid_seconds, amount, currency, charged, owed, plan_id,
-                           hold_amount, created_by)
-SELECT $1, x.kind, x.reference_id, x.quantity, x.duration_seconds, x.billable_seconds, x.quota_seconds,
-       x.paid_seconds, x.amount, $2, x.charged, x.owed, $3, x.hold_amount, x.created_by
-  FROM unnest($4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::int[], $10::int[],
-              $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::text[])
-       AS x(kind, reference_id, quantity, duration_seconds, billable_seconds, quota_seconds, paid_seconds,
-            amount, charged, owed, hold_amount, created_by)
-ON CONFLICT ON CONSTRAINT usage_charges_once DO NOTHING
-RETURNING *
-"""
-
-# The ledger rows, the quota and the wallet in one statement: the data-modifying CTEs all run, in one
-# round trip, inside the batch's transaction.
-_FINISH = """
-WITH ledger AS (
+# Everything a round writes, in one statement: the data-modifying CTEs all run, in one round trip. A
+# reference charged meanwhile is skipped by ON CONFLICT (its ledger row with it, by the join); fewer
+# charges come back than went in, and the writer rolls the round back and starts over looking first.
+_WRITE = """
+WITH c AS (
+    INSERT INTO usage_charges (tenant_id, kind, reference_id, quantity, duration_seconds, billable_seconds,
+                               quota_seconds, paid_seconds, amount, currency, charged, owed, plan_id,
+                               hold_amount, created_by)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::int[], $7::int[],
+                         $8::int[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::text[],
+                         $14::bigint[], $15::text[])
+    ON CONFLICT ON CONSTRAINT usage_charges_once DO NOTHING
+    RETURNING *
+), ledger AS (
     INSERT INTO ledger_entries (tenant_id, seq, type, amount, currency, balance_before, balance_after,
                                 counter_account, reference_type, reference_id, description, actor)
-    SELECT $1, x.seq, 'usage_charge', x.amount, $2, x.balance_before, x.balance_after, 'revenue:usage',
-           'usage_charge', x.reference_id, x.description, x.actor
-      FROM unnest($3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::text[])
-           AS x(seq, amount, balance_before, balance_after, reference_id, description, actor)
+    SELECT c.tenant_id, x.seq, x.type, x.amount, c.currency, x.balance_before, x.balance_after,
+           x.counter_account, x.reference_type, c.id::text, x.description, c.created_by
+      FROM unnest($16::text[], $17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[],
+                  $22::bigint[], $23::text[], $24::text[], $25::text[], $26::text[])
+           AS x(tenant_id, kind, reference_id, seq, amount, balance_before, balance_after, type,
+                counter_account, reference_type, description)
+      JOIN c ON c.tenant_id = x.tenant_id AND c.kind = x.kind AND c.reference_id = x.reference_id
+     ORDER BY x.tenant_id, x.seq  -- ids in sequence order: history is listed by id
+), settled AS (
+    UPDATE holds h SET status = 'settled', closed_at = now()
+      FROM unnest($27::text[], $28::text[]) AS x(tenant_id, call_id)
+     WHERE h.tenant_id = x.tenant_id AND h.call_id = x.call_id AND h.status = 'active'
 ), quota AS (
-    UPDATE subscriptions
-       SET quota_used_seconds = $10, period_start = $11, period_end = $12, updated_at = now()
-     WHERE tenant_id = $1 AND $13::boolean
+    UPDATE subscriptions s
+       SET quota_used_seconds = x.used, period_start = x.period_start, period_end = x.period_end,
+           updated_at = now()
+      FROM unnest($29::text[], $30::int[], $31::timestamptz[], $32::timestamptz[])
+           AS x(tenant_id, used, period_start, period_end)
+     WHERE s.tenant_id = x.tenant_id
+), wallet AS (
+    UPDATE wallets w
+       SET balance = x.balance, reserved = x.reserved, ledger_seq = x.ledger_seq, flagged = x.flagged,
+           owed = x.owed, spent_day = x.spent_day, spent_today = x.spent_today,
+           low_balance_since = x.low_since, low_balance_alerted_at = x.alerted_at, updated_at = now()
+      FROM unnest($33::text[], $34::bigint[], $35::bigint[], $36::bigint[], $37::boolean[], $38::bigint[],
+                  $39::date[], $40::bigint[], $41::timestamptz[], $42::timestamptz[])
+           AS x(tenant_id, balance, reserved, ledger_seq, flagged, owed, spent_day, spent_today, low_since,
+                alerted_at)
+     WHERE w.tenant_id = x.tenant_id
 )
-UPDATE wallets
-   SET balance = $14, reserved = $15, ledger_seq = $16, flagged = $17, owed = $18, spent_day = $19,
-       spent_today = $20, low_balance_since = $21, low_balance_alerted_at = $22, updated_at = now()
- WHERE tenant_id = $1
+SELECT c.tenant_id, c.kind, c.reference_id, c.id, c.created_at FROM c
 """
 
 
 @dataclass(slots=True)
 class LockedAccount:
-    """What a charge batch decides on, read with the wallet row locked: the wallet, its subscription
-    and the prices that apply (the plan's, or the currency's stored defaults)."""
+    """What a charge round decides on for one wallet, read with its row locked: the wallet, its
+    subscription's quota and the prices that apply (the plan's, or the currency's stored defaults)."""
 
     wallet: LockedWallet
     plan_id: str | None
-    period_start: datetime | None
-    period_end: datetime | None
-    quota_used_seconds: int
-    included_minutes: int
+    quota: Quota | None
     plan_rates: Rates | None
     default_rates: Rates | None
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerLine:
-    seq: int
-    amount: int
-    balance_before: int
-    balance_after: int
-    reference_id: str
-    description: str
-    actor: str
+# How many columns each part of `_WRITE` takes, in its parameter order.
+_WIDTHS = {"charges": 15, "lines": 11, "holds": 2, "quotas": 4, "wallets": 10}
+
+
+@dataclass(slots=True)
+class RoundWrites:
+    """The rows of `_WRITE`, gathered wallet by wallet from the decisions, sent as columns."""
+
+    charges: list[tuple[Any, ...]] = field(default_factory=list)
+    lines: list[tuple[Any, ...]] = field(default_factory=list)
+    holds: list[tuple[str, str]] = field(default_factory=list)
+    quotas: list[tuple[Any, ...]] = field(default_factory=list)
+    wallets: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def expected_charges(self) -> int:
+        return len(self.charges)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.charges or self.holds or self.quotas or self.wallets)
+
+    def add(self, account: LockedAccount, decided: Decisions) -> None:
+        wallet = decided.wallet
+        tenant_id, currency, plan_id = wallet.tenant_id, wallet.currency, account.plan_id
+        for d in decided.decisions:
+            rating = d.rating
+            if rating is None:
+                continue
+            record = d.record
+            kind = record.kind.value
+            self.charges.append(
+                (
+                    tenant_id,
+                    kind,
+                    record.reference_id,
+                    rating.quantity,
+                    record.duration_seconds,
+                    rating.billable_seconds,
+                    rating.quota_seconds,
+                    rating.paid_seconds,
+                    rating.amount.amount,
+                    currency,
+                    d.charged,
+                    d.owed,
+                    plan_id,
+                    d.hold_released,
+                    record.actor,
+                )
+            )
+            line = d.line
+            if line is not None:
+                self.lines.append(
+                    (
+                        tenant_id,
+                        kind,
+                        record.reference_id,
+                        line.seq,
+                        line.amount,
+                        line.balance_before,
+                        line.balance_after,
+                        line.entry_type.value,
+                        line.counter_account.value,
+                        line.reference_type,
+                        line.description,
+                    )
+                )
+        self.holds.extend((tenant_id, call_id) for call_id in decided.holds_released)
+        if decided.quota_changed and decided.quota is not None:
+            q = decided.quota
+            self.quotas.append((tenant_id, q.used_seconds, q.period_start, q.period_end))
+        if decided.wallet_changed:
+            self.wallets.append(
+                (
+                    tenant_id,
+                    wallet.balance,
+                    wallet.reserved,
+                    wallet.ledger_seq,
+                    wallet.flagged,
+                    wallet.owed,
+                    wallet.spent_day,
+                    wallet.spent_today,
+                    wallet.low_balance_since,
+                    wallet.low_balance_alerted_at,
+                )
+            )
+
+    def parameters(self) -> list[Any]:
+        """`_WRITE`'s parameters: each part's rows turned into one array per column."""
+        parameters: list[Any] = []
+        for part, width in _WIDTHS.items():
+            rows: list[tuple[Any, ...]] = getattr(self, part)
+            parameters += [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
+        return parameters
 
 
 class ChargeStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def lock(self, tenant_id: str) -> LockedAccount | None:
-        row = await self.conn.fetchrow(_LOCK, tenant_id)
-        if row is None:
-            return None
-        wallet = LockedWallet(
-            tenant_id=row["tenant_id"],
-            currency=row["currency"],
-            balance=row["balance"],
-            reserved=row["reserved"],
-            ledger_seq=row["ledger_seq"],
-            flagged=row["flagged"],
-            owed=row["owed"],
-            spent_day=row["spent_day"],
-            spent_today=row["spent_today"],
-            max_concurrent_calls=row["max_concurrent_calls"],
-            daily_spend_cap=row["daily_spend_cap"],
-            low_balance_threshold=row["low_balance_threshold"],
-            low_balance_since=row["low_balance_since"],
-            low_balance_alerted_at=row["low_balance_alerted_at"],
-            auto_topup_enabled=row["auto_topup_enabled"],
-            auto_topup_threshold=row["auto_topup_threshold"],
-            auto_topup_paused_until=row["auto_topup_paused_until"],
-        )
-
-        def rates(prefix: str) -> Rates | None:
-            if row[f"{prefix}per_minute_rate"] is None:
-                return None
-            return rates_from_mapping({c: row[f"{prefix}{c}"] for c in _RATE_COLUMNS}, wallet.currency)
-
-        return LockedAccount(
-            wallet=wallet,
-            plan_id=row["plan_id"],
-            period_start=row["period_start"],
-            period_end=row["period_end"],
-            quota_used_seconds=row["quota_used_seconds"] or 0,
-            included_minutes=row["included_minutes"] or 0,
-            plan_rates=rates("p_"),
-            default_rates=rates("d_"),
-        )
+    async def lock(self, tenant_ids: Sequence[str]) -> dict[str, LockedAccount]:
+        """Lock these wallets, in tenant order, in one statement; a tenant with no wallet is absent."""
+        rows = await self.conn.fetch(_LOCK, list(tenant_ids))
+        return {row["tenant_id"]: _account(row) for row in rows}
 
     async def existing(
-        self, tenant_id: str, keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], UsageCharge]:
-        rows = await self.conn.fetch(_EXISTING, tenant_id, [k for k, _ in keys], [r for _, r in keys])
-        return {(r["kind"], r["reference_id"]): charge_from_mapping(r) for r in rows}
-
-    async def settle_holds(self, tenant_id: str, call_ids: list[str]) -> dict[str, int]:
-        rows = await self.conn.fetch(_SETTLE_HOLDS, tenant_id, call_ids)
-        return {r["call_id"]: r["amount"] for r in rows}
-
-    async def insert_charges(
-        self, tenant_id: str, currency: str, plan_id: str | None, rows: list[dict[str, Any]]
-    ) -> list[UsageCharge]:
-        """Insert the batch's new charges; a reference charged meanwhile by another process is skipped
-        (ON CONFLICT), so fewer rows come back than went in and the caller starts over."""
-
-        def column(name: str) -> list[Any]:
-            return [r[name] for r in rows]
-
-        records = await self.conn.fetch(
-            _INSERT_CHARGES,
-            tenant_id,
-            currency,
-            plan_id,
-            column("kind"),
-            column("reference_id"),
-            column("quantity"),
-            column("duration_seconds"),
-            column("billable_seconds"),
-            column("quota_seconds"),
-            column("paid_seconds"),
-            column("amount"),
-            column("charged"),
-            column("owed"),
-            column("hold_amount"),
-            column("created_by"),
+        self, keys: Sequence[tuple[str, str, str]]
+    ) -> dict[tuple[str, ChargeKey], UsageCharge]:
+        """The charges already written for these (tenant, kind, reference_id)."""
+        if not keys:
+            return {}
+        rows = await self.conn.fetch(
+            _EXISTING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
         )
-        return [charge_from_mapping(r) for r in records]
+        return {(r["tenant_id"], (r["kind"], r["reference_id"])): charge_from_mapping(r) for r in rows}
 
-    async def finish(
-        self,
-        wallet: LockedWallet,
-        lines: list[LedgerLine],
-        *,
-        quota: tuple[int, datetime, datetime] | None,
-        spent_day: date,
-    ) -> None:
-        used, start, end = quota if quota is not None else (0, None, None)
-        await self.conn.execute(
-            _FINISH,
-            wallet.tenant_id,
-            wallet.currency,
-            [line.seq for line in lines],
-            [line.amount for line in lines],
-            [line.balance_before for line in lines],
-            [line.balance_after for line in lines],
-            [line.reference_id for line in lines],
-            [line.description for line in lines],
-            [line.actor for line in lines],
-            used,
-            start,
-            end,
-            quota is not None,
-            wallet.balance,
-            wallet.reserved,
-            wallet.ledger_seq,
-            wallet.flagged,
-            wallet.owed,
-            spent_day,
-            wallet.spent_today,
-            wallet.low_balance_since,
-            wallet.low_balance_alerted_at,
+    async def active_holds(self, calls: Sequence[tuple[str, str]]) -> dict[str, dict[str, int]]:
+        """tenant -> call id -> amount, of the active holds of these (tenant, call id)."""
+        if not calls:
+            return {}
+        rows = await self.conn.fetch(_ACTIVE_HOLDS, [c[0] for c in calls], [c[1] for c in calls])
+        holds: dict[str, dict[str, int]] = {}
+        for r in rows:
+            holds.setdefault(r["tenant_id"], {})[r["call_id"]] = r["amount"]
+        return holds
+
+    async def write(self, writes: RoundWrites) -> dict[tuple[str, ChargeKey], tuple[int, datetime]]:
+        """Write the round; answer the id and time of each charge inserted, by (tenant, (kind,
+        reference_id)): fewer than planned when some were charged before, and the caller must then roll
+        back."""
+        rows = await self.conn.fetch(_WRITE, *writes.parameters())
+        return {(r[0], (r[1], r[2])): (r[3], r[4]) for r in rows}
+
+
+def _account(row: Any) -> LockedAccount:
+    wallet = LockedWallet(
+        tenant_id=row["tenant_id"],
+        currency=row["currency"],
+        balance=row["balance"],
+        reserved=row["reserved"],
+        ledger_seq=row["ledger_seq"],
+        flagged=row["flagged"],
+        owed=row["owed"],
+        spent_day=row["spent_day"],
+        spent_today=row["spent_today"],
+        max_concurrent_calls=row["max_concurrent_calls"],
+        daily_spend_cap=row["daily_spend_cap"],
+        low_balance_threshold=row["low_balance_threshold"],
+        low_balance_since=row["low_balance_since"],
+        low_balance_alerted_at=row["low_balance_alerted_at"],
+        auto_topup_enabled=row["auto_topup_enabled"],
+        auto_topup_threshold=row["auto_topup_threshold"],
+        auto_topup_paused_until=row["auto_topup_paused_until"],
+    )
+
+    def rates(prefix: str) -> Rates | None:
+        if row[f"{prefix}per_minute_rate"] is None:
+            return None
+        return rates_from_mapping({c: row[f"{prefix}{c}"] for c in _RATE_COLUMNS}, wallet.currency)
+
+    plan_id = row["plan_id"]
+    quota = None
+    if plan_id is not None and row["period_start"] is not None and row["period_end"] is not None:
+        quota = Quota(
+            used_seconds=row["quota_used_seconds"] or 0,
+            included_seconds=(row["included_minutes"] or 0) * 60,
+            period_start=row["period_start"],
+            period_end=row["period_end"],
         )
+    return LockedAccount(
+        wallet=wallet,
+        plan_id=plan_id,
+        quota=quota,
+        plan_rates=rates("p_") if plan_id is not None else None,
+        default_rates=rates("d_"),
+    )

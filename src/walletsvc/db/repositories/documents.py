@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
-from walletsvc.domain.documents import Document, DocumentKind, Line, Party
+from walletsvc.domain.documents import BillingDetails, Document, DocumentKind, Line, Party
 from walletsvc.domain.errors import NotFound
 
 # The number is taken by updating the counter row, which stays locked until the issuing transaction
@@ -166,14 +166,6 @@ def _filtered(f: DocumentFilter) -> Select[Any]:
         issued_at, doc_id = f.before
         query = query.where((c.issued_at < issued_at) | ((c.issued_at == issued_at) & (c.id < doc_id)))
     return query.order_by(c.issued_at.desc(), c.id.desc())
-
-
-@dataclass(frozen=True, slots=True)
-class BillingDetails:
-    tenant_id: str
-    party: Party
-    updated_by: str | None  # None: never set (the tenant's name and country stand in)
-    updated_at: datetime | None
 
 
 class BillingDetailsRepository:

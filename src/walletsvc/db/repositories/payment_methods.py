@@ -28,6 +28,11 @@ def method_from_mapping(m: Any) -> SavedPaymentMethod:
         max_amount=m["max_amount"],
         status=m["status"],
         created_at=m["created_at"],
+        customer_id=m["customer_id"],
+        token_id=m["token_id"],
+        vpa=m["vpa"],
+        expires_at=m["expires_at"],
+        status_reason=m["status_reason"],
     )
 
 
@@ -95,6 +100,18 @@ class PaymentMethodRepository:
         ).one_or_none()
         return None if row is None else method_from_mapping(row._mapping)
 
+    async def listed(self, tenant_id: str) -> list[SavedPaymentMethod]:
+        """Every method not deleted by the owner: active ones, and mandates pending, paused or refused
+        (so the owner sees why auto top-up sends a payment link instead)."""
+        rows = (
+            await self.session.execute(
+                select(t.payment_methods)
+                .where(p.tenant_id == tenant_id, p.status != "detached")
+                .order_by(p.created_at, p.id)
+            )
+        ).all()
+        return [method_from_mapping(r._mapping) for r in rows]
+
     async def active(self, tenant_id: str) -> list[SavedPaymentMethod]:
         rows = (
             await self.session.execute(
@@ -108,7 +125,7 @@ class PaymentMethodRepository:
     async def mark_detached(self, tenant_id: str, method_id: str) -> bool:
         result = await self.session.execute(
             update(t.payment_methods)
-            .where(p.tenant_id == tenant_id, p.id == method_id, p.status == "active")
+            .where(p.tenant_id == tenant_id, p.id == method_id, p.status != "detached")
             .values(status="detached", detached_at=func.now(), updated_at=func.now())
             .returning(p.id)
         )

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -12,26 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from walletsvc.db import tables as t
 from walletsvc.domain.errors import NotFound
 from walletsvc.domain.money import Money
+from walletsvc.domain.topups import TopupRefund
 
 r = t.topup_refunds.c
-
-
-@dataclass(frozen=True, slots=True)
-class TopupRefund:
-    id: str
-    tenant_id: str
-    topup_id: str
-    amount: Money
-    status: str  # pending, succeeded, failed, flagged (the provider reported it wrongly: for review)
-    provider_refund_id: str | None
-    reason: str
-    forced: bool
-    debited: bool
-    held: int  # reserved on the wallet for it until it is debited or fails
-    failure_reason: str | None
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
 
 
 def refund_from_mapping(m: Any) -> TopupRefund:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +13,7 @@ from walletsvc.db import tables as t
 from walletsvc.domain.errors import NotFound
 from walletsvc.domain.money import Money
 from walletsvc.domain.tenants import ProviderName
-from walletsvc.domain.topups import CheckoutKind, Topup, TopupStatus
+from walletsvc.domain.topups import CheckoutKind, Topup, TopupEvent, TopupStatus
 
 c = t.topups.c
 
@@ -44,14 +43,6 @@ def topup_from_mapping(m: Any) -> Topup:
         updated_at=m["updated_at"],
         succeeded_at=m["succeeded_at"],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class TopupEvent:
-    kind: str
-    source: str
-    detail: str
-    created_at: datetime
 
 
 class TopupRepository:

@@ -1,9 +1,8 @@
-"""Usage charges, call holds, and the locked wallet state the charge writer works on."""
+"""Usage charges, call holds, and the locked wallet (domain/charging.py's values) through the ORM session."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, tuple_, update
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
 from walletsvc.db.repositories.ledger import entry_from_mapping
+from walletsvc.domain.charging import LedgerLine, LockedWallet, UsageCharge
 from walletsvc.domain.errors import NotFound
 from walletsvc.domain.ledger import LedgerEntry
 from walletsvc.domain.money import Money
@@ -18,28 +18,6 @@ from walletsvc.domain.rating import UsageKind
 
 u = t.usage_charges.c
 h = t.holds.c
-
-
-@dataclass(frozen=True, slots=True)
-class UsageCharge:
-    id: int
-    tenant_id: str
-    kind: UsageKind
-    reference_id: str
-    quantity: int
-    duration_seconds: int | None
-    billable_seconds: int
-    quota_seconds: int
-    paid_seconds: int
-    amount: Money  # what the usage cost
-    charged: int  # what the wallet has paid of it
-    owed: int  # what the wallet could not pay yet
-    refunded: int
-    quota_refunded_seconds: int
-    plan_id: str | None
-    hold_amount: int
-    created_by: str
-    created_at: datetime
 
 
 def charge_from_mapping(m: Any) -> UsageCharge:
@@ -63,36 +41,6 @@ def charge_from_mapping(m: Any) -> UsageCharge:
         created_by=m["created_by"],
         created_at=m["created_at"],
     )
-
-
-@dataclass(slots=True)
-class LockedWallet:
-    """A wallet row held FOR UPDATE by the writer: everything a charge or an authorization decides on."""
-
-    tenant_id: str
-    currency: str
-    balance: int
-    reserved: int
-    ledger_seq: int
-    flagged: bool
-    owed: int
-    spent_day: date | None
-    spent_today: int
-    max_concurrent_calls: int | None
-    daily_spend_cap: int | None
-    low_balance_threshold: int
-    # The low-balance alert state (domain/low_balance.py); written by services/low_balance.py, not by
-    # save_wallet.
-    low_balance_since: datetime | None = None
-    low_balance_alerted_at: datetime | None = None
-    # Auto top-up (services/auto_topup.py): read with the lock, never written by save_wallet.
-    auto_topup_enabled: bool = False
-    auto_topup_threshold: int | None = None
-    auto_topup_paused_until: datetime | None = None
-
-    @property
-    def available(self) -> int:
-        return self.balance - self.reserved
 
 
 class UsageRepository:
@@ -150,9 +98,11 @@ class UsageRepository:
         ).scalar_one()
         return updated_at
 
-    async def append_ledger(self, rows: list[dict[str, Any]]) -> list[LedgerEntry]:
-        if not rows:
+    async def append_ledger(self, wallet: LockedWallet, lines: list[LedgerLine]) -> list[LedgerEntry]:
+        """Write the ledger rows `chain_line` chained for this wallet."""
+        if not lines:
             return []
+        rows = [_ledger_row(wallet, line) for line in lines]
         result = await self.session.execute(insert(t.ledger_entries).returning(*t.ledger_entries.c), rows)
         return sorted((entry_from_mapping(r._mapping) for r in result.all()), key=lambda e: e.seq)
 
@@ -274,3 +224,23 @@ class UsageRepository:
             )
         ).all()
         return [r[0] for r in rows]
+
+
+def _ledger_row(wallet: LockedWallet, line: LedgerLine) -> dict[str, Any]:
+    if line.reference_id is None:
+        raise ValueError("a ledger row written through the session names its reference")
+    return {
+        "tenant_id": wallet.tenant_id,
+        "seq": line.seq,
+        "type": line.entry_type.value,
+        "amount": line.amount,
+        "currency": wallet.currency,
+        "balance_before": line.balance_before,
+        "balance_after": line.balance_after,
+        "counter_account": line.counter_account.value,
+        "reference_type": line.reference_type,
+        "reference_id": line.reference_id,
+        "description": line.description,
+        "actor": line.actor,
+        "allow_negative": False,
+    }

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select, text
@@ -10,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
 from walletsvc.db.repositories.ledger import entry_from_mapping
+from walletsvc.domain.auto_topup import AutoTopupSettings
 from walletsvc.domain.errors import CurrencyMismatch, InsufficientFunds, NotFound
 from walletsvc.domain.ledger import EntryRequest, LedgerEntry, Wallet, check_debit
 
@@ -29,17 +29,13 @@ def wallet_from_mapping(m: Any) -> Wallet:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class AutoTopupSettings:
-    enabled: bool
-    threshold: int | None
-    amount: int | None
-
-
 # The wallet row is locked only for the length of this one statement: the conditional UPDATE takes the
 # lock, the INSERT writes the ledger row from what the UPDATE returned, and the transaction commits
 # right after. Under READ COMMITTED a waiting UPDATE re-checks its WHERE against the newest row, so
-# concurrent debits can never take the balance below zero or lose an update.
+# concurrent debits can never take the balance below zero or lose an update. It chains the ledger row in
+# SQL rather than with domain/charging.py's `chain_line` (which every path holding a locked wallet uses)
+# because it never reads the wallet first: chaining in Python would need a SELECT ... FOR UPDATE before
+# it, a second round trip with the lock held, on every top-up and adjustment.
 _APPLY_ENTRY = text(
     """
     WITH p AS (

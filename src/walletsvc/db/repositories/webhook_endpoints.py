@@ -4,15 +4,16 @@ Secrets are read and written here only as ciphertexts; services/webhook_endpoint
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import fields
 from datetime import datetime
-from typing import Any, Self
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
+from walletsvc.domain.webhooks import AttemptRecord, DeliveryRecord, EndpointRecord
 
 E = t.webhook_endpoints
 D = t.webhook_deliveries
@@ -20,87 +21,42 @@ A = t.webhook_attempts
 _LIVE: ColumnElement[bool] = E.c.deleted_at.is_(None)
 
 
-@dataclass(frozen=True, slots=True)
-class EndpointRecord:
-    id: str
-    tenant_id: str | None
-    url: str
-    description: str
-    event_types: tuple[str, ...]
-    enabled: bool
-    disabled_reason: str | None
-    disabled_at: datetime | None
-    secret_ciphertext: bytes
-    previous_secret_ciphertext: bytes | None
-    previous_secret_expires_at: datetime | None
-    failing_since: datetime | None
-    last_success_at: datetime | None
-    created_by: str
-    created_at: datetime
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, row: Any) -> EndpointRecord:
-        m = row._mapping
-        return cls(
-            id=m["id"],
-            tenant_id=m["tenant_id"],
-            url=m["url"],
-            description=m["description"],
-            event_types=tuple(m["event_types"] or ()),
-            enabled=m["enabled"],
-            disabled_reason=m["disabled_reason"],
-            disabled_at=m["disabled_at"],
-            secret_ciphertext=bytes(m["secret_ciphertext"]),
-            previous_secret_ciphertext=(
-                bytes(m["previous_secret_ciphertext"])
-                if m["previous_secret_ciphertext"] is not None
-                else None
-            ),
-            previous_secret_expires_at=m["previous_secret_expires_at"],
-            failing_since=m["failing_since"],
-            last_success_at=m["last_success_at"],
-            created_by=m["created_by"],
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-        )
+def endpoint_from_row(row: Any) -> EndpointRecord:
+    m = row._mapping
+    return EndpointRecord(
+        id=m["id"],
+        tenant_id=m["tenant_id"],
+        url=m["url"],
+        description=m["description"],
+        event_types=tuple(m["event_types"] or ()),
+        enabled=m["enabled"],
+        disabled_reason=m["disabled_reason"],
+        disabled_at=m["disabled_at"],
+        secret_ciphertext=bytes(m["secret_ciphertext"]),
+        previous_secret_ciphertext=(
+            bytes(m["previous_secret_ciphertext"]) if m["previous_secret_ciphertext"] is not None else None
+        ),
+        previous_secret_expires_at=m["previous_secret_expires_at"],
+        failing_since=m["failing_since"],
+        last_success_at=m["last_success_at"],
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
 
 
-class _ColumnRecord:
-    """A record whose fields are the row's columns of the same names (a slotted dataclass)."""
-
-    __slots__: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, row: Any) -> Self:
-        m = row._mapping
-        return cls(**{name: m[name] for name in cls.__slots__})
+def _same_named_columns(row: Any, record: type[DeliveryRecord | AttemptRecord]) -> dict[str, Any]:
+    """The row's columns named like the record's fields (these records are the rows, column for column)."""
+    m = row._mapping
+    return {f.name: m[f.name] for f in fields(record)}
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord(_ColumnRecord):
-    id: int
-    tenant_id: str
-    event_id: str
-    endpoint_id: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+def delivery_from_row(row: Any) -> DeliveryRecord:
+    return DeliveryRecord(**_same_named_columns(row, DeliveryRecord))
 
 
-@dataclass(frozen=True, slots=True)
-class AttemptRecord(_ColumnRecord):
-    delivery_id: int
-    attempt: int
-    outcome: str
-    status_code: int | None
-    error: str | None
-    response_body: str | None
-    duration_ms: int
-    started_at: datetime
+def attempt_from_row(row: Any) -> AttemptRecord:
+    return AttemptRecord(**_same_named_columns(row, AttemptRecord))
 
 
 _DELIVERY_COLUMNS = "id, tenant_id, event_id, endpoint_id, status, attempts, next_attempt_at, delivered_at, created_at, updated_at"
@@ -138,14 +94,14 @@ class WebhookEndpointRepository:
                 .returning(*E.c)
             )
         ).one()
-        return EndpointRecord.of(row)
+        return endpoint_from_row(row)
 
     async def get(self, endpoint_id: str, *, for_update: bool = False) -> EndpointRecord | None:
         query = select(E).where(E.c.id == endpoint_id, _LIVE)
         if for_update:
             query = query.with_for_update()
         row = (await self.session.execute(query)).first()
-        return EndpointRecord.of(row) if row is not None else None
+        return endpoint_from_row(row) if row is not None else None
 
     async def page(
         self, *, tenant_id: str | None, after: str | None, limit: int
@@ -157,7 +113,7 @@ class WebhookEndpointRepository:
         if after is not None:
             query = query.where(E.c.id > after)
         rows = (await self.session.execute(query)).all()
-        records = [EndpointRecord.of(r) for r in rows[:limit]]
+        records = [endpoint_from_row(r) for r in rows[:limit]]
         return records, (records[-1].id if len(rows) > limit else None)
 
     async def update(self, endpoint_id: str, **changes: Any) -> EndpointRecord:
@@ -169,7 +125,7 @@ class WebhookEndpointRepository:
                 .returning(*E.c)
             )
         ).one()
-        return EndpointRecord.of(row)
+        return endpoint_from_row(row)
 
     async def delete(self, endpoint_id: str) -> None:
         """Soft delete: the endpoint's deliveries and attempts stay readable on their events; its secrets
@@ -193,7 +149,7 @@ class WebhookEndpointRepository:
             .where(_LIVE, E.c.enabled, or_(E.c.tenant_id.is_(None), E.c.tenant_id == tenant_id))
             .order_by(E.c.id)
         )
-        return [EndpointRecord.of(r) for r in (await self.session.execute(query)).all()]
+        return [endpoint_from_row(r) for r in (await self.session.execute(query)).all()]
 
     async def mark_success(self, endpoint_id: str) -> None:
         await self.session.execute(
@@ -239,7 +195,7 @@ class WebhookDeliveryRepository:
         if for_update:
             query = query.with_for_update()
         row = (await self.session.execute(query)).first()
-        return DeliveryRecord.of(row) if row is not None else None
+        return delivery_from_row(row) if row is not None else None
 
     async def find(
         self, event_id: str, endpoint_id: str, *, for_update: bool = False
@@ -248,11 +204,11 @@ class WebhookDeliveryRepository:
         if for_update:
             query = query.with_for_update()
         row = (await self.session.execute(query)).first()
-        return DeliveryRecord.of(row) if row is not None else None
+        return delivery_from_row(row) if row is not None else None
 
     async def of_event(self, event_id: str) -> list[DeliveryRecord]:
         rows = (await self.session.execute(select(D).where(D.c.event_id == event_id).order_by(D.c.id))).all()
-        return [DeliveryRecord.of(r) for r in rows]
+        return [delivery_from_row(r) for r in rows]
 
     async def attempts_of(self, delivery_ids: list[int]) -> list[AttemptRecord]:
         if not delivery_ids:
@@ -262,7 +218,7 @@ class WebhookDeliveryRepository:
                 select(A).where(A.c.delivery_id.in_(delivery_ids)).order_by(A.c.delivery_id, A.c.attempt)
             )
         ).all()
-        return [AttemptRecord.of(r) for r in rows]
+        return [attempt_from_row(r) for r in rows]
 
     async def record_attempt(
         self,

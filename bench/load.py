@@ -1,0 +1,107 @@
+"""Load shapes: closed loop (N clients, each sending its next request when the last one is answered) and
+open loop (requests sent at a fixed arrival rate, whatever the answers do)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+Conn = TypeVar("Conn")
+
+
+def summarise(latencies: list[float], elapsed: float) -> dict[str, Any]:
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "rate": round(n / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p90_ms": round(latencies[max(0, int(n * 0.90) - 1)] * 1000, 2),
+        "p99_ms": round(latencies[max(0, int(n * 0.99) - 1)] * 1000, 2),
+        "max_ms": round(latencies[-1] * 1000, 2),
+        "count": n,
+        "seconds": round(elapsed, 2),
+    }
+
+
+def show(name: str, r: dict[str, Any], unit: str = "/s") -> None:
+    print(
+        f"  {name:<46} {r['rate']:>9,.0f}{unit}   p50 {r['p50_ms']:6.1f} ms   p99 {r['p99_ms']:6.1f} ms"
+        f"   ({r['count']:,} in {r['seconds']:.1f} s)",
+        flush=True,
+    )
+
+
+async def closed_loop(
+    name: str, clients: int, seconds: float, one: Callable[[int, int], Awaitable[None]], *, per_call: int = 1
+) -> dict[str, Any]:
+    """`clients` tasks call `one(client, i)` back to back for `seconds`. `per_call` is how many units
+    (charges) one call carries: the rate is in units, the latencies are per call."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        i = 0
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await one(n, i)
+            latencies.append(time.perf_counter() - started)
+            i += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    result = summarise(latencies, time.perf_counter() - started)
+    result["clients"] = clients
+    if per_call != 1:
+        result["rate"] = round(result["rate"] * per_call, 1)
+        result["count"] *= per_call
+    show(name, result)
+    return result
+
+
+async def open_loop(
+    name: str,
+    rate: float,
+    seconds: float,
+    connections: list[Conn],
+    one: Callable[[Conn, int], Awaitable[None]],
+) -> dict[str, Any]:
+    """Send request i at start + i / rate on the first free connection, for `seconds`, whatever the
+    earlier answers do. Each latency is measured from the request's scheduled send time, not from when a
+    connection became free or when the sender got round to it: time spent queued behind a slow server
+    counts (no coordinated omission). More requests in flight than connections wait for one, and that
+    wait counts too."""
+    free: asyncio.Queue[Conn] = asyncio.Queue()
+    for conn in connections:
+        free.put_nowait(conn)
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    start = time.perf_counter() + 0.05
+    late = 0.0
+
+    async def send(i: int, scheduled: float) -> None:
+        conn = await free.get()
+        try:
+            await one(conn, i)
+        finally:
+            free.put_nowait(conn)
+        latencies.append(time.perf_counter() - scheduled)
+
+    tasks = []
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            late = max(late, -delay)
+        tasks.append(asyncio.create_task(send(i, scheduled)))
+    await asyncio.gather(*tasks)
+    result = summarise(latencies, time.perf_counter() - start)
+    result.update(
+        offered_rate=round(rate, 1), connections=len(connections), sender_max_late_ms=round(late * 1000, 2)
+    )
+    show(f"{name} (offered {rate:,.0f}/s)", result)
+    return result
