@@ -66,6 +66,21 @@ def _auto_types(types: list[str]) -> list[str]:
 # --- saved payment methods ----------------------------------------------------------------------------
 
 
+async def test_a_retried_setup_with_the_same_key_answers_the_same_setup_intent_at_once(
+    client: httpx.AsyncClient, cards: FakeStripeCards, tenant: str
+) -> None:
+    """The setup answer carries a client secret, so it is never stored: the key is freed once the intent
+    is committed, and a retry resumes the same SetupIntent at once (not 409 while the claim runs out)."""
+    headers = {**owner_headers(tenant), "Idempotency-Key": "setup-retry-1"}
+    first = await client.post("/v1/payment-methods/setup", headers=headers)
+    assert first.status_code == 201, first.text
+    again = await client.post("/v1/payment-methods/setup", headers=headers)
+    assert again.status_code == 201, again.text
+    assert again.json()["setup_intent_id"] == first.json()["setup_intent_id"]
+    assert again.json()["client_secret"] == first.json()["client_secret"]
+    assert len({c.request.headers["Idempotency-Key"] for c in cards.create_setup.calls}) == 1
+
+
 async def test_a_card_saved_through_elements_is_listed_with_brand_last4_and_expiry_only(
     client: httpx.AsyncClient, cards: FakeStripeCards, tenant: str
 ) -> None:

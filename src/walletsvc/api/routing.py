@@ -252,7 +252,9 @@ async def _commit(
             await store.complete(slot.get(), claim, _stored(response))
         session = slot.session
         if session is None or not session.in_transaction():  # nothing read, nothing to commit
-            return response
+            # A resumable answer whose service committed its own work (an intent) frees its key here too,
+            # or a retry would wait for the claim to run out instead of resuming at once.
+            return await _answered(response, request, store)
         await session.flush()  # so that every write is counted before the COMMIT (none: no round trip)
     except Exception as exc:
         lost = database_unavailable(exc)
@@ -273,7 +275,7 @@ async def _commit(
             raise
         if not wrote:
             # A transaction that only read has nothing to make durable: what it read is the answer.
-            return response
+            return await _answered(response, request, store)
         if not lost.reached_server:  # the COMMIT never left this process: nothing was committed
             return await _lost(request, slot, store, lost, safe)
         # The connection died during the COMMIT: the change may or may not be durable. release() deletes
@@ -291,6 +293,12 @@ async def _commit(
     except BaseException:
         await _release(request, store)
         raise
+    return await _answered(response, request, store)
+
+
+async def _answered(response: Response, request: Request, store: IdempotencyStore) -> Response:
+    """A committed answer. A resumable one is never stored: its Idempotency-Key is freed, so a retry runs the
+    request again and resumes the same provider intent (ResumableResponse)."""
     if isinstance(response, ResumableResponse):
         await _release(request, store)
     return response
