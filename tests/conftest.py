@@ -47,7 +47,7 @@ from walletsvc.db.migrate import upgrade_to_head
 from walletsvc.services.ledger_verify import verify_ledger
 
 # Fixtures shared by several test modules, kept beside the helpers they use.
-pytest_plugins = ["tests.fixtures.razorpay_flow", "tests.fixtures.usage"]
+pytest_plugins = ["tests.fixtures.razorpay_flow", "tests.fixtures.usage", "tests.fixtures.inr_auto_topup"]
 
 
 def _asyncpg_dsn(sqlalchemy_url: str) -> str:

@@ -4,7 +4,7 @@ every path that changes the available balance, once per low spell and at most on
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -12,83 +12,59 @@ from sqlalchemy import text
 
 from tests.fixtures.auth import member_headers, owner_headers
 from tests.fixtures.events import stored_events
+from tests.fixtures.low_balance import LOW, RESOLVED, SHORT, UsdWallet, alerts
 from tests.fixtures.problems import assert_problem
-from tests.fixtures.razorpay_flow import FakeRazorpay, paid_topup
+from tests.fixtures.razorpay_flow import FakeRazorpay, isolated_client, paid_topup
 from tests.fixtures.tenants import TenantFactory
-from tests.fixtures.usage import ref, usage_key, usd, wallet_of
-from walletsvc.app import create_app
+from tests.fixtures.usage import ref, usd
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 from walletsvc.domain.rating import UsageKind
 from walletsvc.services.calls import expire_holds
 from walletsvc.services.charging import ChargeWriter, UsageRecord
 
-LOW = "wallet.low_balance"
-RESOLVED = "wallet.low_balance_resolved"
-SHORT = "charge.insufficient_funds"
-
 # USD without a plan: an SMS is 2 cents, a call 5 cents a minute plus a 10 cent connection fee, and a
 # call's default hold covers 300 s: 35 cents.
 
 
-async def alerts(db: Database, tenant_id: str) -> list[dict[str, Any]]:
-    """The tenant's low-balance events, oldest first."""
-    return [e for e in await stored_events(db, tenant_id) if e["type"] in (LOW, RESOLVED)]
+@pytest.fixture
+def open_wallet(
+    client: httpx.AsyncClient, db: Database, create_tenant: TenantFactory, admin_headers: dict[str, str]
+) -> Callable[[int, int], Awaitable[UsdWallet]]:
+    """Opens a USD tenant with this balance and low-balance threshold, and its telephony key."""
 
+    async def _open(balance: int, threshold: int) -> UsdWallet:
+        return await UsdWallet.open(
+            client, db, create_tenant, admin_headers, balance=balance, threshold=threshold
+        )
 
-async def sms(client: httpx.AsyncClient, key: dict[str, str], quantity: int, *, expect: int = 201) -> Any:
-    response = await client.post(
-        "/v1/usage", json={"kind": "sms", "reference_id": ref("sms"), "quantity": quantity}, headers=key
-    )
-    assert response.status_code == expect, response.text
-    return response.json()
-
-
-async def adjust(
-    client: httpx.AsyncClient, admin_headers: dict[str, str], tenant_id: str, amount: int
-) -> dict[str, Any]:
-    response = await client.post(
-        f"/v1/admin/tenants/{tenant_id}/adjustments",
-        json={"amount": amount, "reason": "test", "allow_negative": amount < 0},
-        headers=admin_headers,
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-async def authorized_call(
-    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
-) -> tuple[str, dict[str, str], str]:
-    """A USD tenant with $5.20 and a $5.00 threshold, its key, and a call authorized on it: the call's
-    35 cent hold takes the available balance to 485, under the threshold."""
-    tenant = await create_tenant(currency="USD", country="USA", balance=520, low_balance_threshold=500)
-    key = await usage_key(client, admin_headers, tenant["id"])
-    call_id = ref("call")
-    authorized = await client.post(f"/v1/calls/{call_id}/authorize", json={}, headers=key)
-    assert authorized.status_code == 200, authorized.text
-    assert authorized.json()["hold"] == usd(35)
-    return tenant["id"], key, call_id
+    return _open
 
 
 @pytest.fixture
-async def usd_tenant(
-    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str]
-) -> tuple[str, dict[str, str]]:
+async def usd_wallet(open_wallet: Callable[[int, int], Awaitable[UsdWallet]]) -> UsdWallet:
     """A USD tenant with $10.00 and a $5.00 threshold, and its telephony key."""
-    tenant = await create_tenant(currency="USD", country="USA", balance=1_000, low_balance_threshold=500)
-    return tenant["id"], await usage_key(client, admin_headers, tenant["id"])
+    return await open_wallet(1_000, 500)
 
 
-async def test_a_charge_crossing_the_threshold_records_one_low_balance_event(
-    client: httpx.AsyncClient, usd_tenant: tuple[str, dict[str, str]], db: Database
-) -> None:
-    tenant_id, key = usd_tenant
-    await sms(client, key, 200)  # 1,000 -> 600: still over 500
-    assert await alerts(db, tenant_id) == []
-    crossing = await sms(client, key, 100)  # 600 -> 400
-    await sms(client, key, 50)  # 400 -> 300: lower still, said once already
-    [event] = await alerts(db, tenant_id)
+@pytest.fixture
+async def held_call(open_wallet: Callable[[int, int], Awaitable[UsdWallet]]) -> tuple[UsdWallet, str]:
+    """A USD tenant with $5.20 and a $5.00 threshold, and a call authorized on it: the call's 35 cent hold
+    takes the available balance to 485, under the threshold."""
+    wallet = await open_wallet(520, 500)
+    call_id = ref("call")
+    authorized = await wallet.client.post(f"/v1/calls/{call_id}/authorize", json={}, headers=wallet.key)
+    assert authorized.status_code == 200, authorized.text
+    assert authorized.json()["hold"] == usd(35)
+    return wallet, call_id
+
+
+async def test_a_charge_crossing_the_threshold_records_one_low_balance_event(usd_wallet: UsdWallet) -> None:
+    await usd_wallet.sms(200)  # 1,000 -> 600: still over 500
+    assert await usd_wallet.alerts() == []
+    crossing = await usd_wallet.sms(100)  # 600 -> 400
+    await usd_wallet.sms(50)  # 400 -> 300: lower still, said once already
+    [event] = await usd_wallet.alerts()
     assert event["type"] == LOW
     payload = event["payload"]
     assert payload["available"] == usd(400)
@@ -100,35 +76,32 @@ async def test_a_charge_crossing_the_threshold_records_one_low_balance_event(
     assert event["delivery"] == "pending"  # its delivery job was queued with it
 
 
-async def test_a_batch_crossing_names_the_charge_that_crossed(
-    client: httpx.AsyncClient, usd_tenant: tuple[str, dict[str, str]], db: Database
-) -> None:
-    tenant_id, key = usd_tenant
+async def test_a_batch_crossing_names_the_charge_that_crossed(usd_wallet: UsdWallet) -> None:
     records = [{"kind": "sms", "reference_id": ref("sms"), "quantity": 100} for _ in range(5)]
-    response = await client.post("/v1/usage/batch", json={"records": records}, headers=key)
+    response = await usd_wallet.client.post(
+        "/v1/usage/batch", json={"records": records}, headers=usd_wallet.key
+    )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [r["status"] for r in results] == [201] * 5
     # 1,000 -> 800 -> 600 -> 400: the third charge crossed 500.
-    [event] = await alerts(db, tenant_id)
+    [event] = await usd_wallet.alerts()
     assert event["payload"]["cause"] == {"type": "charge", "id": results[2]["charge"]["id"]}
     assert event["payload"]["available"] == usd(400)
 
 
-async def test_a_hold_crossing_alerts_and_its_settled_call_resolves(
-    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str], db: Database
-) -> None:
-    tenant_id, key, call_id = await authorized_call(client, create_tenant, admin_headers)
-    [low] = await alerts(db, tenant_id)
+async def test_a_hold_crossing_alerts_and_its_settled_call_resolves(held_call: tuple[UsdWallet, str]) -> None:
+    wallet, call_id = held_call
+    [low] = await wallet.alerts()
     assert low["payload"]["cause"] == {"type": "hold", "id": call_id}
     assert low["payload"]["reserved"] == usd(35)
     assert low["payload"]["available"] == usd(485)
     # A 1-second call costs 15 cents; its 35 cent hold is released: available 505, over the threshold.
-    hung_up = await client.post(
-        "/v1/usage", json={"kind": "call", "reference_id": call_id, "duration_seconds": 1}, headers=key
+    hung_up = await wallet.client.post(
+        "/v1/usage", json={"kind": "call", "reference_id": call_id, "duration_seconds": 1}, headers=wallet.key
     )
     assert hung_up.status_code == 201, hung_up.text
-    events = await alerts(db, tenant_id)
+    events = await wallet.alerts()
     assert [e["type"] for e in events] == [LOW, RESOLVED]
     resolved = events[1]["payload"]
     assert resolved["cause"] == {"type": "charge", "id": hung_up.json()["id"]}
@@ -136,16 +109,10 @@ async def test_a_hold_crossing_alerts_and_its_settled_call_resolves(
     assert resolved["low_since"] == low["payload"]["low_since"]
 
 
-async def test_an_adjustment_down_alerts_and_one_up_resolves(
-    client: httpx.AsyncClient,
-    usd_tenant: tuple[str, dict[str, str]],
-    admin_headers: dict[str, str],
-    db: Database,
-) -> None:
-    tenant_id, _ = usd_tenant
-    down = await adjust(client, admin_headers, tenant_id, -700)
-    up = await adjust(client, admin_headers, tenant_id, 300)  # 300 -> 600
-    low, resolved = await alerts(db, tenant_id)
+async def test_an_adjustment_down_alerts_and_one_up_resolves(usd_wallet: UsdWallet) -> None:
+    down = await usd_wallet.adjust(-700)
+    up = await usd_wallet.adjust(300)  # 300 -> 600
+    low, resolved = await usd_wallet.alerts()
     assert (low["type"], resolved["type"]) == (LOW, RESOLVED)
     assert low["payload"]["cause"] == {"type": "adjustment", "id": down["transaction"]["reference"]["id"]}
     assert low["payload"]["available"] == usd(300)
@@ -153,96 +120,77 @@ async def test_an_adjustment_down_alerts_and_one_up_resolves(
     assert resolved["payload"]["available"] == usd(600)
 
 
-async def test_a_charge_refund_lifting_the_wallet_resolves(
-    client: httpx.AsyncClient,
-    usd_tenant: tuple[str, dict[str, str]],
-    admin_headers: dict[str, str],
-    db: Database,
-) -> None:
-    tenant_id, key = usd_tenant
-    charge = await sms(client, key, 300)  # 1,000 -> 400
-    refunded = await client.post(
-        f"/v1/admin/charges/{charge['id']}/refunds", json={"reason": "complaint"}, headers=admin_headers
+async def test_a_charge_refund_lifting_the_wallet_resolves(usd_wallet: UsdWallet) -> None:
+    charge = await usd_wallet.sms(300)  # 1,000 -> 400
+    refunded = await usd_wallet.client.post(
+        f"/v1/admin/charges/{charge['id']}/refunds",
+        json={"reason": "complaint"},
+        headers=usd_wallet.admin_headers,
     )
     assert refunded.status_code == 201, refunded.text
-    low, resolved = await alerts(db, tenant_id)
+    low, resolved = await usd_wallet.alerts()
     assert low["payload"]["cause"] == {"type": "charge", "id": charge["id"]}
     assert resolved["type"] == RESOLVED
     assert resolved["payload"]["cause"] == {"type": "charge_refund", "id": refunded.json()["id"]}
     assert resolved["payload"]["available"] == usd(1_000)
 
 
-async def test_changing_the_threshold_re_evaluates_the_wallet(
-    client: httpx.AsyncClient,
-    usd_tenant: tuple[str, dict[str, str]],
-    admin_headers: dict[str, str],
-    db: Database,
-) -> None:
-    tenant_id, _ = usd_tenant
-    raised = await client.patch(
-        f"/v1/admin/tenants/{tenant_id}", json={"low_balance_threshold": 2_000}, headers=admin_headers
+async def test_changing_the_threshold_re_evaluates_the_wallet(usd_wallet: UsdWallet) -> None:
+    raised = await usd_wallet.client.patch(
+        f"/v1/admin/tenants/{usd_wallet.tenant_id}",
+        json={"low_balance_threshold": 2_000},
+        headers=usd_wallet.admin_headers,
     )
     assert raised.status_code == 200, raised.text
     assert raised.json()["wallet"]["below_threshold"] is True
     # The owner lowers it under the balance: the spell ends.
-    lowered = await client.put(
+    lowered = await usd_wallet.client.put(
         "/v1/wallet/low-balance-threshold",
         json={"amount": 800, "currency": "USD"},
-        headers=owner_headers(tenant_id),
+        headers=owner_headers(usd_wallet.tenant_id),
     )
     assert lowered.status_code == 200, lowered.text
     assert lowered.json()["low_balance_threshold"] == usd(800)
     assert lowered.json()["below_threshold"] is False
-    low, resolved = await alerts(db, tenant_id)
+    low, resolved = await usd_wallet.alerts()
     assert low["payload"]["cause"] == {"type": "threshold", "id": None}
     assert low["payload"]["threshold"] == usd(2_000)
     assert resolved["payload"]["threshold"] == usd(800)
-    assert (await wallet_of(client, admin_headers, tenant_id))["low_balance_threshold"] == usd(800)
+    assert (await usd_wallet.wallet())["low_balance_threshold"] == usd(800)
 
 
-async def test_threshold_zero_turns_alerts_off(
-    client: httpx.AsyncClient, usd_tenant: tuple[str, dict[str, str]], db: Database
-) -> None:
-    tenant_id, key = usd_tenant
-    off = await client.put(
-        "/v1/wallet/low-balance-threshold", json={"amount": 0}, headers=owner_headers(tenant_id)
+async def test_threshold_zero_turns_alerts_off(usd_wallet: UsdWallet) -> None:
+    off = await usd_wallet.client.put(
+        "/v1/wallet/low-balance-threshold", json={"amount": 0}, headers=owner_headers(usd_wallet.tenant_id)
     )
     assert off.status_code == 200, off.text
-    await sms(client, key, 450)  # 1,000 -> 100
-    assert await alerts(db, tenant_id) == []
+    await usd_wallet.sms(450)  # 1,000 -> 100
+    assert await usd_wallet.alerts() == []
 
 
-async def test_only_the_owner_sets_the_threshold_in_the_wallets_currency(
-    client: httpx.AsyncClient, usd_tenant: tuple[str, dict[str, str]], admin_headers: dict[str, str]
-) -> None:
-    tenant_id, _ = usd_tenant
+async def test_only_the_owner_sets_the_threshold_in_the_wallets_currency(usd_wallet: UsdWallet) -> None:
+    client, owner = usd_wallet.client, owner_headers(usd_wallet.tenant_id)
     url = "/v1/wallet/low-balance-threshold"
     assert_problem(
-        await client.put(url, json={"amount": 100}, headers=member_headers(tenant_id)), 403, "FORBIDDEN"
+        await client.put(url, json={"amount": 100}, headers=member_headers(usd_wallet.tenant_id)),
+        403,
+        "FORBIDDEN",
     )
     assert_problem(
-        await client.put(url, json={"amount": 100, "currency": "INR"}, headers=owner_headers(tenant_id)),
+        await client.put(url, json={"amount": 100, "currency": "INR"}, headers=owner),
         422,
         "CURRENCY_MISMATCH",
     )
     for body in ({"amount": -1}, {"amount": 10.5}, {"amount": "100"}, {}, {"amount": 1, "extra": 1}):
-        assert_problem(
-            await client.put(url, json=body, headers=owner_headers(tenant_id)), 422, "VALIDATION_FAILED"
-        )
-    assert (await wallet_of(client, admin_headers, tenant_id))["low_balance_threshold"] == usd(500)
+        assert_problem(await client.put(url, json=body, headers=owner), 422, "VALIDATION_FAILED")
+    assert (await usd_wallet.wallet())["low_balance_threshold"] == usd(500)
 
 
-async def test_at_most_one_low_balance_a_day_even_when_it_flaps(
-    client: httpx.AsyncClient,
-    usd_tenant: tuple[str, dict[str, str]],
-    admin_headers: dict[str, str],
-    db: Database,
-) -> None:
-    tenant_id, key = usd_tenant
+async def test_at_most_one_low_balance_a_day_even_when_it_flaps(usd_wallet: UsdWallet, db: Database) -> None:
     for _ in range(3):
-        await sms(client, key, 300)  # down by 600: below 500
-        await adjust(client, admin_headers, tenant_id, 600)  # back up
-    assert [e["type"] for e in await alerts(db, tenant_id)] == [LOW, RESOLVED]
+        await usd_wallet.sms(300)  # down by 600: below 500
+        await usd_wallet.adjust(600)  # back up
+    assert [e["type"] for e in await usd_wallet.alerts()] == [LOW, RESOLVED]
 
     # The next day (the last alert moved back a day), the next crossing is announced again.
     async with db.engine.begin() as conn:
@@ -251,35 +199,30 @@ async def test_at_most_one_low_balance_a_day_even_when_it_flaps(
                 "UPDATE wallets SET low_balance_alerted_at = low_balance_alerted_at - interval '1 day'"
                 " WHERE tenant_id = :t"
             ),
-            {"t": tenant_id},
+            {"t": usd_wallet.tenant_id},
         )
-    crossing = await sms(client, key, 300)
-    events = await alerts(db, tenant_id)
+    crossing = await usd_wallet.sms(300)
+    events = await usd_wallet.alerts()
     assert [e["type"] for e in events] == [LOW, RESOLVED, LOW]
     assert events[2]["payload"]["cause"] == {"type": "charge", "id": crossing["id"]}
 
 
 async def test_many_concurrent_charges_across_two_api_processes_cross_once(
-    client: httpx.AsyncClient,
-    create_tenant: TenantFactory,
-    admin_headers: dict[str, str],
-    db: Database,
-    settings: Settings,
+    open_wallet: Callable[[int, int], Awaitable[UsdWallet]], db: Database, settings: Settings
 ) -> None:
-    tenant = await create_tenant(currency="USD", country="USA", balance=6_000, low_balance_threshold=5_000)
-    key = await usage_key(client, admin_headers, tenant["id"])
-    other_app = create_app(settings, database=db)  # a second API process: its own charge writer
-    transport = httpx.ASGITransport(app=other_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://walletsvc.test") as other:
+    wallet = await open_wallet(6_000, 5_000)
+    async with isolated_client(settings, db) as other:  # a second API process: its own charge writer
         calls = [
-            c.post("/v1/usage", json={"kind": "sms", "reference_id": ref(), "quantity": 10}, headers=key)
+            c.post(
+                "/v1/usage", json={"kind": "sms", "reference_id": ref(), "quantity": 10}, headers=wallet.key
+            )
             for _ in range(50)
-            for c in (client, other)
+            for c in (wallet.client, other)
         ]
         responses = await asyncio.gather(*calls)
     assert {r.status_code for r in responses} == {201}
-    assert (await wallet_of(client, admin_headers, tenant["id"]))["available"] == usd(6_000 - 100 * 20)
-    [event] = await alerts(db, tenant["id"])
+    assert (await wallet.wallet())["available"] == usd(6_000 - 100 * 20)
+    [event] = await wallet.alerts()
     assert event["type"] == LOW
     # The crossing charge is the one that took the wallet from 5,000 or more to under 5,000.
     available = event["payload"]["available"]["amount"]
@@ -287,9 +230,9 @@ async def test_many_concurrent_charges_across_two_api_processes_cross_once(
 
 
 async def test_a_rolled_back_charge_records_no_event_and_changes_no_state(
-    usd_tenant: tuple[str, dict[str, str]], db: Database, settings: Settings
+    usd_wallet: UsdWallet, db: Database, settings: Settings
 ) -> None:
-    tenant_id, _ = usd_tenant
+    tenant_id = usd_wallet.tenant_id
     writer = ChargeWriter(db, settings)
     record = UsageRecord(
         tenant_id=tenant_id,
@@ -324,16 +267,17 @@ async def test_a_rolled_back_charge_records_no_event_and_changes_no_state(
 
 
 async def test_a_charge_not_paid_in_full_records_insufficient_funds_once(
-    client: httpx.AsyncClient, usd_tenant: tuple[str, dict[str, str]], db: Database
+    usd_wallet: UsdWallet, db: Database
 ) -> None:
-    tenant_id, key = usd_tenant
     reference = ref("sms")
     body = {"kind": "sms", "reference_id": reference, "quantity": 600}  # 1,200 on a 1,000 balance
-    first = await client.post("/v1/usage", json=body, headers=key)
+    first = await usd_wallet.client.post("/v1/usage", json=body, headers=usd_wallet.key)
     assert_problem(first, 402, "INSUFFICIENT_FUNDS")
-    again = await client.post("/v1/usage", json=body, headers=key)  # the telephony retry
+    again = await usd_wallet.client.post(
+        "/v1/usage", json=body, headers=usd_wallet.key
+    )  # the telephony retry
     assert_problem(again, 402, "INSUFFICIENT_FUNDS")
-    events = await stored_events(db, tenant_id)
+    events = await stored_events(db, usd_wallet.tenant_id)
     [short] = [e for e in events if e["type"] == SHORT]
     assert short["payload"] == {
         "charge_id": first.json()["charge_id"],
@@ -343,19 +287,16 @@ async def test_a_charge_not_paid_in_full_records_insufficient_funds_once(
         "charged": usd(1_000),
         "owed": usd(200),
     }
-    [low] = await alerts(db, tenant_id)
+    [low] = await usd_wallet.alerts()
     assert low["payload"]["available"] == usd(0)
-    await sms(client, key, 1, expect=402)
-    assert len([e for e in await stored_events(db, tenant_id) if e["type"] == SHORT]) == 2
+    await usd_wallet.sms(1, expect=402)
+    assert len([e for e in await stored_events(db, usd_wallet.tenant_id) if e["type"] == SHORT]) == 2
 
 
 async def test_an_omitted_threshold_takes_the_currency_default(
     admin_headers: dict[str, str], db: Database, settings: Settings
 ) -> None:
-    app = create_app(settings.model_copy(update={"low_balance_thresholds": {"USD": 700}}), database=db)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://walletsvc.test"
-    ) as client:
+    async with isolated_client(settings, db, low_balance_thresholds={"USD": 700}) as client:
         made = []
         for extra in ({}, {"low_balance_threshold": 0}, {"low_balance_threshold": 90}):
             body = {"id": ref("t"), "name": "n", "country": "USA", "currency": "USD", **extra}
@@ -400,17 +341,15 @@ async def test_a_topup_refund_hold_alerts_and_a_topup_credit_resolves(
     assert resolved["payload"]["available"] == {"amount": 4_000, "currency": "INR"}
 
 
-async def test_holds_released_at_expiry_resolve(
-    client: httpx.AsyncClient, create_tenant: TenantFactory, admin_headers: dict[str, str], db: Database
-) -> None:
-    tenant_id, _, call_id = await authorized_call(client, create_tenant, admin_headers)
+async def test_holds_released_at_expiry_resolve(held_call: tuple[UsdWallet, str], db: Database) -> None:
+    wallet, call_id = held_call
     async with db.engine.begin() as conn:  # the call never hung up: its hold is past its expiry
         await conn.execute(
             text("UPDATE holds SET expires_at = now() - interval '1 second' WHERE tenant_id = :t"),
-            {"t": tenant_id},
+            {"t": wallet.tenant_id},
         )
     assert await expire_holds(db) >= 1
-    low, resolved = await alerts(db, tenant_id)
+    low, resolved = await wallet.alerts()
     assert low["payload"]["cause"] == {"type": "hold", "id": call_id}
     assert resolved["type"] == RESOLVED
     assert resolved["payload"]["cause"] == {"type": "holds_expired", "id": None}
