@@ -4,7 +4,8 @@ Measures, in one run on a fresh database (embedded PostgreSQL, or a server with 
 
 1. the client curve: GET /healthz (trivial endpoint) and POST /v1/usage on one hot wallet at 1, 2, 4, 8,
    16, 32, 64 concurrent clients (throughput, p50 and p99);
-2. POST /v1/usage spread over 10,000 wallets at --clients;
+2. POST /v1/usage spread over 10,000 wallets at --clients; POST /v1/usage/batch (--batch-records a
+   request, --batch-clients clients) on the hot wallet and spread over the wallets;
 3. open loop: at 70 % of the peak rate measured above (hot wallet, and many wallets), requests at a fixed
    arrival rate; p50 and p99 from each request's scheduled send time;
 4. one server with `--workers 2`, and two separate `walletsvc serve` processes on the same database
@@ -129,6 +130,18 @@ class Traffic:
         }
         status, answer = await conn.request("POST", "/v1/usage", json.dumps(body).encode(), self.key)
         assert status == 201, answer
+
+    async def batch(self, conn: RawHTTP, tenants: list[str], reference: str) -> None:
+        """One POST /v1/usage/batch of len(tenants) SMS records; every record must be charged (201)."""
+        records = [
+            {"tenant_id": t, "kind": "sms", "reference_id": f"{self.run}-{reference}-{k}", "quantity": 1}
+            for k, t in enumerate(tenants)
+        ]
+        body = json.dumps({"records": records}).encode()
+        status, answer = await conn.request("POST", "/v1/usage/batch", body, self.key)
+        assert status == 200, answer[:500]
+        charged = answer.count(b'"status":201')  # cheaper than decoding the answer on the client's core
+        assert charged == len(records), answer[:500]
 
     def spread_tenant(self, n: int, i: int) -> str:
         return self.many[(n * 7919 + i) % len(self.many)]
@@ -295,6 +308,29 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
             args.seconds,
             closed(connections, lambda c, n, i: traffic.charge(c, traffic.spread_tenant(n, i), f"s-{n}-{i}")),
         )
+        size = args.batch_records
+        print(f"POST /v1/usage/batch, {size:,} records a request, {args.batch_clients} clients:", flush=True)
+        figures["batch"] = {
+            "hot": await closed_loop(
+                "batch, hot wallet",
+                args.batch_clients,
+                args.seconds,
+                closed(connections, lambda c, n, i: traffic.batch(c, [hot] * size, f"bh-{n}-{i}")),
+                per_call=size,
+            ),
+            "spread": await closed_loop(
+                f"batch, {len(many):,} wallets",
+                args.batch_clients,
+                args.seconds,
+                closed(
+                    connections,
+                    lambda c, n, i: traffic.batch(
+                        c, [many[(n * 7919 + i * size + k) % len(many)] for k in range(size)], f"bs-{n}-{i}"
+                    ),
+                ),
+                per_call=size,
+            ),
+        }
         peak_hot = max(p["rate"] for p in figures["curve"]["hot"])
         pool = connections[: args.open_connections]
         print(
@@ -362,6 +398,10 @@ def ratios(f: dict[str, Any]) -> dict[str, float]:
         f"spread/trivial at {clients} clients": r(f["spread"]["rate"], trivial),
         "hot/raw SQL hot": r(f["one_worker"]["hot"]["rate"], f["raw_sql"]["hot"]["rate"]),
         "spread/raw SQL spread": r(f["spread"]["rate"], f["raw_sql"]["spread"]["rate"]),
+        "batch hot/raw SQL set-based hot": r(f["batch"]["hot"]["rate"], f["raw_sql"]["set_hot"]["rate"]),
+        "batch spread/raw SQL set-based spread": r(
+            f["batch"]["spread"]["rate"], f["raw_sql"]["set_spread"]["rate"]
+        ),
     }
     for key in ("two_workers", "two_processes"):
         if key in f:
@@ -386,7 +426,10 @@ async def main() -> None:
     parser.add_argument("--open-seconds", type=float, default=10.0)
     parser.add_argument("--open-connections", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=100, help="charges per set-based raw statement")
-    parser.add_argument("--batch-clients", type=int, default=4)
+    parser.add_argument(
+        "--batch-clients", type=int, default=4, help="clients of the batch and set-based figures"
+    )
+    parser.add_argument("--batch-records", type=int, default=1000, help="records a POST /v1/usage/batch")
     parser.add_argument("--skip-multi", action="store_true", help="no --workers 2 and two-process figures")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL"))
     args = parser.parse_args()

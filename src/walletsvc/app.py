@@ -226,6 +226,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # No OpenTelemetry here (metrics are Prometheus, api/metrics.py): FastAPI would otherwise look up
+        # the global tracer and meter providers on every request to find them unconfigured.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.db = None

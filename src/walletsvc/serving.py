@@ -121,6 +121,8 @@ def run_uvicorn(sock: socket.socket, *, workers: int) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from walletsvc.coalesced_http import CoalescingHttpToolsProtocol
+
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         "walletsvc.app:create_app" if workers == 1 else "walletsvc.serving:create_worker_app",
@@ -131,6 +133,7 @@ def run_uvicorn(sock: socket.socket, *, workers: int) -> int:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        http=CoalescingHttpToolsProtocol,
     )
     server = uvicorn.Server(config)
     if workers > 1:

@@ -19,8 +19,8 @@ A reference charged before (a telephony retry) is found by the insert itself (ON
 rolled back and written again, looking first. A round whose connection dies is written once more on a
 fresh connection, looking first for what is charged already: a charge is unique on (tenant, kind,
 reference_id), so even a round whose COMMIT was lost in flight (and may have committed) is safe to write
-again; it then answers the first charges. A connection that died is invalidated, never handed back to the
-pool.
+again; it then answers the first charges. A writer keeps its pooled connection from one round to the
+next while it has rounds to write; a connection that died is invalidated, never handed back to the pool.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from walletsvc.db.engine import Database
 from walletsvc.db.faults import database_unavailable
@@ -151,19 +152,21 @@ class ChargeWriter:
         # A task of its own, started from whichever request came first: what it does is not that
         # request's doing (request_effects).
         with untracked():
+            lease = _Lease(self.db)
             try:
                 while taken := self._take():
                     try:
-                        await self._write_settling(taken)
+                        await self._write_settling(lease, taken)
                     finally:
                         self._busy.difference_update(tenant_id for tenant_id, _ in taken)
             finally:
                 self._writers -= 1
+                await lease.release()
 
-    async def _write_settling(self, taken: list[tuple[str, list[_Waiter]]]) -> None:
+    async def _write_settling(self, lease: _Lease, taken: list[tuple[str, list[_Waiter]]]) -> None:
         batches = [(tenant_id, [record for record, _ in waiters]) for tenant_id, waiters in taken]
         try:
-            answers = await self._write_once_more_if_lost(batches)
+            answers = await self._write_once_more_if_lost(lease, batches)
         except BaseException as exc:  # the writer must answer every waiter, whatever happened
             if isinstance(exc, Exception) and not isinstance(exc, WalletError):
                 log.exception("charge batch failed", extra={"wallets": len(batches)})
@@ -185,13 +188,13 @@ class ChargeWriter:
                     else:
                         future.set_result(answer)
 
-    async def _write_once_more_if_lost(self, batches: list[WalletBatch]) -> list[list[Answer]]:
+    async def _write_once_more_if_lost(self, lease: _Lease, batches: list[WalletBatch]) -> list[list[Answer]]:
         try:
             try:
-                return await self._write(batches)
+                return await self._write(lease, batches)
             except _ChargedMeanwhile:
                 # A retried reference: this time look for what was charged before.
-                return await self._write(batches, check_existing=True)
+                return await self._write(lease, batches, check_existing=True)
         except Exception as exc:
             lost = database_unavailable(exc)
             if not isinstance(lost, ConnectionLost):
@@ -199,7 +202,7 @@ class ChargeWriter:
                     # The database refused some wallet's rows: write each wallet on its own, so that the
                     # refusal answers only that wallet's records.
                     log.warning("charge round refused; writing its wallets one by one", exc_info=exc)
-                    return [await self._write_alone(batch) for batch in batches]
+                    return [await self._write_alone(lease, batch) for batch in batches]
                 # Not the database's doing, or it cannot be reached: writing again at once would not help.
                 if lost is None or lost is exc:
                     raise
@@ -207,7 +210,7 @@ class ChargeWriter:
             log.warning("charge batch lost its connection; writing it again", extra={"wallets": len(batches)})
         try:
             # Looking first: the lost round may have committed (its COMMIT was in flight).
-            return await self._write(batches, check_existing=True)
+            return await self._write(lease, batches, check_existing=True)
         except Exception as exc:
             lost = database_unavailable(exc)
             if isinstance(lost, ConnectionLost):
@@ -216,31 +219,31 @@ class ChargeWriter:
                 raise
             raise lost from exc
 
-    async def _write_alone(self, batch: WalletBatch) -> list[Answer]:
+    async def _write_alone(self, lease: _Lease, batch: WalletBatch) -> list[Answer]:
         try:
-            [answers] = await self._write_once_more_if_lost([batch])
+            [answers] = await self._write_once_more_if_lost(lease, [batch])
         except Exception as exc:
             if database_unavailable(exc) is not None:
                 raise  # the database, not this wallet: the whole round fails as one
             return [exc] * len(batch[1])
         return answers
 
-    async def _write(self, batches: list[WalletBatch], *, check_existing: bool = False) -> list[list[Answer]]:
-        """Write one round in one transaction. Optimistic by default: a reference charged before is found
-        by the insert itself (ON CONFLICT), which then starts over looking first."""
-        async with self.db.engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            conn = raw.driver_connection
-            assert conn is not None  # an open pooled connection always has its asyncpg connection
-            try:
-                return await self._write_on(conn, batches, check_existing=check_existing)
-            except BaseException as exc:
-                # SQLAlchemy never saw these statements, so it cannot tell that the connection died:
-                # invalidate it here, or the pool would hand the dead connection to the next request. A
-                # cancelled round too: its statement may still be running on that connection.
-                if not isinstance(exc, Exception) or database_unavailable(exc) is not None:
-                    await connection.invalidate()
-                raise
+    async def _write(
+        self, lease: _Lease, batches: list[WalletBatch], *, check_existing: bool = False
+    ) -> list[list[Answer]]:
+        """Write one round in one transaction, on the writer's connection. Optimistic by default: a
+        reference charged before is found by the insert itself (ON CONFLICT), which then starts over
+        looking first."""
+        conn = await lease.connection()
+        try:
+            return await self._write_on(conn, batches, check_existing=check_existing)
+        except BaseException as exc:
+            # SQLAlchemy never saw these statements, so it cannot tell that the connection died:
+            # invalidate it here, or the pool would hand the dead connection to the next request. A
+            # cancelled round too: its statement may still be running on that connection.
+            if not isinstance(exc, Exception) or database_unavailable(exc) is not None:
+                await lease.invalidate()
+            raise
 
     async def _write_on(
         self, conn: asyncpg.Connection, batches: list[WalletBatch], *, check_existing: bool
@@ -380,6 +383,43 @@ class ChargeWriter:
         rates = configured_rates(self.limits, currency)
         self._fallback[currency] = (configured, rates)
         return rates
+
+
+class _Lease:
+    """A writer task's pooled connection, kept from one round to the next while it has rounds to write
+    (a checkout and a reset per round cost more than a round's own Python), handed back to the pool when
+    the task has nothing left to take, and invalidated (never handed back) when a round failed on it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._held: AsyncConnection | None = None
+        self._conn: asyncpg.Connection | None = None
+
+    async def connection(self) -> asyncpg.Connection:
+        if self._conn is None:
+            held = await self._db.engine.connect()
+            try:
+                raw = await held.get_raw_connection()
+            except BaseException:
+                await held.close()
+                raise
+            conn = raw.driver_connection
+            assert conn is not None  # an open pooled connection always has its asyncpg connection
+            self._held, self._conn = held, conn
+        return self._conn
+
+    async def invalidate(self) -> None:
+        held, self._held, self._conn = self._held, None, None
+        if held is not None:
+            try:
+                await held.invalidate()
+            finally:
+                await held.close()
+
+    async def release(self) -> None:
+        held, self._held, self._conn = self._held, None, None
+        if held is not None:
+            await held.close()
 
 
 class _ChargedMeanwhile(Exception):
