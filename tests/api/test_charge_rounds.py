@@ -15,9 +15,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from tests.fixtures.razorpay_flow import isolated_client
 from tests.fixtures.tenants import TenantFactory
 from tests.fixtures.usage import assert_ledger_verifies, ref, usage_key, wallet_of
-from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 from walletsvc.domain.charging import ChargeOutcome, UsageRecord
@@ -157,10 +157,8 @@ async def test_two_api_processes_charging_overlapping_wallets_at_once_charge_eac
     rng = random.Random(12)
     # Each process gets batches over overlapping wallet sets, in opposite orders: rounds that locked
     # wallets in the order they came would deadlock here.
-    other_app = create_app(settings, database=db)  # a second API process: its own charge writer
-    transport = httpx.ASGITransport(app=other_app)
     expected: Counter[str] = Counter()
-    async with httpx.AsyncClient(transport=transport, base_url="http://walletsvc.test") as other:
+    async with isolated_client(settings, db) as other:  # a second API process: its own charge writer
         requests = []
         references: list[str] = []
         for n in range(24):

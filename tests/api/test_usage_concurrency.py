@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.fixtures.razorpay_flow import isolated_client
 from tests.fixtures.tenants import TenantFactory
 from tests.fixtures.usage import assert_ledger_verifies, ledger_charge_rows, ref, usage_key, wallet_of
-from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 
@@ -136,9 +136,7 @@ async def test_concurrent_retries_through_two_api_processes_charge_once(
     tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
     key = await usage_key(client, admin_headers, tenant["id"])
     # A second API process: its own charge writer, the same database.
-    other_app = create_app(settings, database=db)
-    transport = httpx.ASGITransport(app=other_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://walletsvc.test") as other:
+    async with isolated_client(settings, db) as other:
         references = [ref("sms") for _ in range(20)]
         calls = [
             c.post("/v1/usage", json={"kind": "sms", "reference_id": r, "quantity": 5}, headers=key)

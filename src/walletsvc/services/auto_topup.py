@@ -53,11 +53,11 @@ from walletsvc.providers.stripe_saved_methods import (
 from walletsvc.services import auto_topup_outcomes
 from walletsvc.services.auto_topup_links import (
     LinkPlan,
-    ensure_attempt_topup,
     link_plan,
     prepare_link,
     record_link,
     send_link,
+    start_processing,
 )
 from walletsvc.services.auto_topup_mandates import (
     MandatePlan,
@@ -382,7 +382,7 @@ async def _prepare(
             policy=policy,
         )
         return None, AutoTopupStatus.FAILED
-    await ensure_attempt_topup(
+    processing = await start_processing(
         session,
         attempt,
         topup_id=topup_id,
@@ -390,14 +390,6 @@ async def _prepare(
         provider=provider,
         checkout_kind=CheckoutKind.CLIENT_SECRET,  # a PaymentIntent: reconcile asks Stripe about it
         detail=f"auto top-up {attempt.id}",
-    )
-    processing = await attempts.update(
-        tenant_id,
-        attempt.id,
-        status=AutoTopupStatus.PROCESSING,
-        provider=provider.value,
-        amount=amount,
-        topup_id=topup_id,
         payment_method_id=method_id,
         action_url=confirm_url(settings, attempt.id),
     )

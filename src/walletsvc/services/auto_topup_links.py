@@ -40,7 +40,7 @@ class LinkPlan:
     expire_by: int
 
 
-async def ensure_attempt_topup(
+async def start_processing(
     session: AsyncSession,
     attempt: AutoTopup,
     *,
@@ -49,22 +49,33 @@ async def ensure_attempt_topup(
     provider: ProviderName,
     checkout_kind: CheckoutKind,
     detail: str,
-) -> None:
-    """The top-up behind an attempt (written once: a resumed job finds it), credited by the one credit
-    function whichever path confirms its payment."""
+    **columns: object,
+) -> AutoTopup:
+    """Write the top-up behind an attempt (once: a resumed job finds it; credited by the one credit
+    function whichever path confirms its payment) and mark the attempt processing on it, with the other
+    `columns` the path records (its payment method, its action URL). Committed by the caller before any
+    provider call."""
     topups = TopupRepository(session)
-    if await topups.find(attempt.tenant_id, topup_id) is not None:
-        return
-    await topups.add(
+    if await topups.find(attempt.tenant_id, topup_id) is None:
+        await topups.add(
+            topup_id=topup_id,
+            tenant_id=attempt.tenant_id,
+            provider=provider,
+            amount=amount,
+            checkout_kind=checkout_kind,
+            save_payment_method=False,
+            created_by="system:auto_topup",
+        )
+        await topups.add_event(attempt.tenant_id, topup_id, "created", source="auto_topup", detail=detail)
+    return await AutoTopupRepository(session).update(
+        attempt.tenant_id,
+        attempt.id,
+        status=AutoTopupStatus.PROCESSING,
+        provider=provider.value,
+        amount=amount.amount,
         topup_id=topup_id,
-        tenant_id=attempt.tenant_id,
-        provider=provider,
-        amount=amount,
-        checkout_kind=checkout_kind,
-        save_payment_method=False,
-        created_by="system:auto_topup",
+        **columns,
     )
-    await topups.add_event(attempt.tenant_id, topup_id, "created", source="auto_topup", detail=detail)
 
 
 async def prepare_link(
@@ -77,7 +88,7 @@ async def prepare_link(
     why: str = "no mandate",
 ) -> LinkPlan:
     """Write the top-up and mark the attempt processing (committed by the caller before any call)."""
-    await ensure_attempt_topup(
+    processing = await start_processing(
         session,
         attempt,
         topup_id=topup_id,
@@ -85,14 +96,6 @@ async def prepare_link(
         provider=ProviderName.RAZORPAY,
         checkout_kind=CheckoutKind.RAZORPAY_MODAL,
         detail=f"payment link ({why}), {attempt.id}",
-    )
-    processing = await AutoTopupRepository(session).update(
-        attempt.tenant_id,
-        attempt.id,
-        status=AutoTopupStatus.PROCESSING,
-        provider=ProviderName.RAZORPAY.value,
-        amount=amount.amount,
-        topup_id=topup_id,
     )
     return await link_plan(session, settings, processing)
 

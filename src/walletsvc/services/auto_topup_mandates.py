@@ -28,7 +28,7 @@ from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import CheckoutKind, TopupStatus
 from walletsvc.providers.base import PaymentState
 from walletsvc.providers.razorpay_mandates import MandateDebit, debit_mandate
-from walletsvc.services.auto_topup_links import LinkPlan, ensure_attempt_topup, link_plan
+from walletsvc.services.auto_topup_links import LinkPlan, link_plan, start_processing
 from walletsvc.services.billing_contacts import get_billing_contacts
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.razorpay_mandates import refuse_mandate, usable_mandate
@@ -55,7 +55,7 @@ async def prepare_mandate(
     mandate, why = await usable_mandate(session, attempt.tenant_id, preferred=preferred, amount=amount.amount)
     if mandate is None or mandate.token_id is None or mandate.customer_id is None:
         return None, why
-    await ensure_attempt_topup(
+    processing = await start_processing(
         session,
         attempt,
         topup_id=topup_id,
@@ -63,14 +63,6 @@ async def prepare_mandate(
         provider=ProviderName.RAZORPAY,
         checkout_kind=CheckoutKind.RAZORPAY_MODAL,  # an order: reconcile reads its payments
         detail=f"recurring debit on {mandate.id}, {attempt.id}",
-    )
-    processing = await AutoTopupRepository(session).update(
-        attempt.tenant_id,
-        attempt.id,
-        status=AutoTopupStatus.PROCESSING,
-        provider=ProviderName.RAZORPAY.value,
-        amount=amount.amount,
-        topup_id=topup_id,
         payment_method_id=mandate.id,
     )
     return await _plan(session, processing), why
