@@ -26,13 +26,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db import tables as t
+from walletsvc.db.repositories.usage import UsageRepository
 from walletsvc.db.repositories.wallets import WalletRepository
 from walletsvc.domain.charging import ChargeKey, Crossing, LockedWallet, UsageCharge
-from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest, NotFound
+from walletsvc.domain.errors import CurrencyMismatch, InvalidRequest
 from walletsvc.domain.events import EventType, money
 from walletsvc.domain.low_balance import AlertState, Cause, CauseType, Signal, evaluate
 from walletsvc.services.auto_topup_trigger import cause_text, consider_auto_topup
@@ -82,46 +83,8 @@ async def note_balance_change(
 ) -> Signal | None:
     """Evaluate the wallet as the caller's transaction has left it; record the event it calls for.
     Call it after the last write of the change (debts paid from a credit included)."""
-    row = (
-        await session.execute(
-            select(
-                w.currency,
-                w.balance,
-                w.reserved,
-                w.low_balance_threshold,
-                w.low_balance_since,
-                w.low_balance_alerted_at,
-                w.auto_topup_enabled,
-                w.auto_topup_threshold,
-                w.auto_topup_paused_until,
-            )
-            .where(w.tenant_id == tenant_id)
-            .with_for_update()
-        )
-    ).one_or_none()
-    if row is None:
-        raise NotFound("wallet", tenant_id)
-    currency, balance, reserved, threshold, since, alerted_at, at_enabled, at_threshold, at_paused = row
-    await consider_auto_topup(  # auto top-up: a statement only when below its threshold
-        session,
-        tenant_id,
-        cause=cause_text(cause.type.value, cause.id),
-        available=balance - reserved,
-        threshold=at_threshold,
-        active=at_enabled,
-        paused_until=at_paused,
-    )
-    return await _decide(
-        session,
-        tenant_id,
-        AlertState(since, alerted_at),
-        currency=currency,
-        balance=balance,
-        reserved=reserved,
-        threshold=threshold,
-        cause=cause,
-        now=now,
-    )
+    wallet = await UsageRepository(session).lock_wallet(tenant_id)
+    return await note_locked_wallet(session, wallet, cause, now=now)
 
 
 async def note_locked_wallet(
