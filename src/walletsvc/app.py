@@ -40,11 +40,11 @@ from walletsvc.api.routers import (
 from walletsvc.config import Settings, get_settings
 from walletsvc.db.engine import Database, resolve_database_url
 from walletsvc.db.repositories.idempotency import IdempotencyStore
+from walletsvc.gateway_config import build_gateways, key_mode_warnings, setting_warnings
 from walletsvc.service_config import auth_config, document_config
 from walletsvc.services.auth import Authenticator
 from walletsvc.services.charging import ChargeWriter
 from walletsvc.services.documents import configure_documents
-from walletsvc.services.gateways import build_gateways, key_mode_warnings, setting_warnings
 
 log = logging.getLogger(__name__)
 

@@ -220,9 +220,9 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 async def _reconcile(settings: Settings, url: str, older_than: int) -> int:
     from datetime import timedelta
 
+    from walletsvc.gateway_config import build_gateways
     from walletsvc.service_config import document_config
     from walletsvc.services.documents import configure_documents
-    from walletsvc.services.gateways import build_gateways
     from walletsvc.services.reconcile import reconcile
 
     db = Database.connect(url, pool_size=2, max_overflow=0)

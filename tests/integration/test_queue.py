@@ -18,8 +18,8 @@ from tests.fixtures.worker_processes import commit_events, deliveries, wait_deli
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.domain.events import EventType
+from walletsvc.gateway_config import build_gateways
 from walletsvc.services.events import record_event
-from walletsvc.services.gateways import build_gateways
 from walletsvc.services.queue import enqueue
 from walletsvc.worker.app import build
 

@@ -6,8 +6,8 @@ import pytest
 
 from walletsvc.config import Settings
 from walletsvc.domain.errors import ProviderUnavailable
+from walletsvc.gateway_config import build_gateways, key_mode_warnings
 from walletsvc.providers.circuit import CircuitBreaker
-from walletsvc.services.gateways import build_gateways, key_mode_warnings
 
 
 class Clock:

@@ -81,12 +81,19 @@ PENDING_SCHEMA_IMPORTS_FROM_DB: set[str] = set()
 # never Settings (service_config.py builds the values once per process).
 SETTINGS_FREE_SERVICES = (
     "auth",
+    "auto_topup",
+    "auto_topup_links",
+    "auto_topup_mandates",
     "calls",
     "charging",
     "documents",
+    "gateways",
     "notifications",
     "pricing",
+    "razorpay_mandates",
+    "reconcile",
     "retention",
+    "topups",
     "webhook_delivery",
     "webhook_endpoints",
 )

@@ -24,10 +24,10 @@ from walletsvc.domain.access import Role
 from walletsvc.domain.errors import ProviderNotConfigured, Unauthorized
 from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import CheckoutKind
+from walletsvc.gateway_config import build_gateways, setting_warnings
 from walletsvc.providers.stripe_gateway import STRIPE_API_VERSION
 from walletsvc.service_config import auth_config
 from walletsvc.services.auth import Authenticator
-from walletsvc.services.gateways import build_gateways, setting_warnings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 GOOD_SECRET = secrets.token_hex(32)

@@ -15,12 +15,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.auto_topups import AutoTopupRepository, start_if_due
 from walletsvc.db.repositories.payment_methods import PaymentMethodRepository
@@ -53,6 +52,7 @@ from walletsvc.providers.stripe_saved_methods import (
 from walletsvc.services import auto_topup_outcomes
 from walletsvc.services.auto_topup_links import (
     LinkPlan,
+    LinkSettings,
     link_plan,
     prepare_link,
     record_link,
@@ -70,9 +70,25 @@ from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.intents import intent_id
 from walletsvc.services.payment_methods import tenant_provider
-from walletsvc.services.topups import fail_topup, settle_status
+from walletsvc.services.topups import TopupLimits, fail_topup, settle_status
 
 log = logging.getLogger(__name__)
+
+
+class AutoTopupRunLimits(TopupLimits, LinkSettings, Protocol):
+    """What the runner and reconcile read from the settings: the top-up limits, the payment link's,
+    AUTO_TOPUP_MAX_PER_HOUR (the runaway guard), AUTO_TOPUP_CONFIRM_URL (else PORTAL_SUCCESS_URL) and
+    AUTO_TOPUP_ACTION_TIMEOUT_SECONDS (Settings has them all; so may any small value in a test)."""
+
+    @property
+    def auto_topup_max_per_hour(self) -> int: ...
+
+    @property
+    def auto_topup_confirm_url(self) -> str | None: ...
+
+    @property
+    def auto_topup_action_timeout_seconds(self) -> int: ...
+
 
 # --- settings ----------------------------------------------------------------------------------------
 
@@ -119,7 +135,7 @@ async def view(session: AsyncSession, tenant_id: str) -> AutoTopupView:
 
 async def update_settings(
     session: AsyncSession,
-    settings: Settings,
+    limits: TopupLimits,
     *,
     tenant_id: str,
     change: SettingsChange,
@@ -161,7 +177,7 @@ async def update_settings(
         )
     if change.enabled:  # switching it on (again) is the owner's answer to a switch-off after declines
         new = replace(new, disabled_reason=None, consecutive_failures=0)
-    validate_config(new, wallet.currency, minimums=settings.topup_minimums, maximums=settings.topup_maximums)
+    validate_config(new, wallet.currency, minimums=limits.topup_minimums, maximums=limits.topup_maximums)
     methods = PaymentMethodRepository(session)
     if new.payment_method_id is not None:
         method = await methods.get(tenant_id, new.payment_method_id)
@@ -206,7 +222,7 @@ class _Plan:
     payment_method_id: str
 
 
-def confirm_url(settings: Settings, attempt_id: str) -> str:
+def confirm_url(settings: AutoTopupRunLimits, attempt_id: str) -> str:
     """The portal page where the customer confirms a 3-D Secure auto top-up."""
     base = settings.auto_topup_confirm_url or settings.portal_success_url
     parts = urlsplit(base)
@@ -218,7 +234,7 @@ def confirm_url(settings: Settings, attempt_id: str) -> str:
 async def run_auto_topup(
     db: Database,
     gateways: Gateways,
-    settings: Settings,
+    settings: AutoTopupRunLimits,
     *,
     policy: AutoTopupPolicy,
     tenant_id: str,
@@ -260,7 +276,7 @@ async def run_auto_topup(
 async def _prepare(
     session: AsyncSession,
     gateways: Gateways,
-    settings: Settings,
+    settings: AutoTopupRunLimits,
     policy: AutoTopupPolicy,
     tenant_id: str,
     attempt_id: str,
@@ -523,7 +539,7 @@ async def _give_up_waiting(
 async def resume_stale(
     db: Database,
     gateways: Gateways,
-    settings: Settings,
+    settings: AutoTopupRunLimits,
     *,
     policy: AutoTopupPolicy,
     older_than_seconds: int,

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.repositories.auto_topups import AutoTopupRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import TopupRepository
@@ -27,6 +27,17 @@ from walletsvc.providers.razorpay_links import PaymentLink, create_payment_link
 from walletsvc.services.billing_contacts import get_billing_contacts
 from walletsvc.services.events import record_event
 from walletsvc.services.gateways import Gateways
+
+
+class LinkSettings(Protocol):
+    """What a payment link reads from the settings: PORTAL_SUCCESS_URL (where Razorpay sends the customer
+    back) and AUTO_TOPUP_PAYMENT_LINK_EXPIRY_SECONDS (Settings has both)."""
+
+    @property
+    def portal_success_url(self) -> str: ...
+
+    @property
+    def auto_topup_payment_link_expiry_seconds(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +91,7 @@ async def start_processing(
 
 async def prepare_link(
     session: AsyncSession,
-    settings: Settings,
+    links: LinkSettings,
     attempt: AutoTopup,
     *,
     topup_id: str,
@@ -97,10 +108,10 @@ async def prepare_link(
         checkout_kind=CheckoutKind.RAZORPAY_MODAL,
         detail=f"payment link ({why}), {attempt.id}",
     )
-    return await link_plan(session, settings, processing)
+    return await link_plan(session, links, processing)
 
 
-async def link_plan(session: AsyncSession, settings: Settings, attempt: AutoTopup) -> LinkPlan:
+async def link_plan(session: AsyncSession, links: LinkSettings, attempt: AutoTopup) -> LinkPlan:
     assert attempt.topup_id is not None
     assert attempt.amount is not None
     tenant = await TenantRepository(session).get(attempt.tenant_id)
@@ -111,8 +122,8 @@ async def link_plan(session: AsyncSession, settings: Settings, attempt: AutoTopu
         amount=Money(attempt.amount, attempt.currency),
         email=contacts.emails[0] if contacts.emails else None,
         name=tenant.name,
-        callback_url=settings.portal_success_url or None,
-        expire_by=int(attempt.created_at.timestamp()) + settings.auto_topup_payment_link_expiry_seconds,
+        callback_url=links.portal_success_url or None,
+        expire_by=int(attempt.created_at.timestamp()) + links.auto_topup_payment_link_expiry_seconds,
     )
 
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.repositories.auto_topups import AutoTopupRepository
 from walletsvc.db.repositories.razorpay_mandates import RazorpayMandateRepository
 from walletsvc.db.repositories.topups import TopupRepository
@@ -28,7 +27,7 @@ from walletsvc.domain.tenants import ProviderName
 from walletsvc.domain.topups import CheckoutKind, TopupStatus
 from walletsvc.providers.base import PaymentState
 from walletsvc.providers.razorpay_mandates import MandateDebit, debit_mandate
-from walletsvc.services.auto_topup_links import LinkPlan, link_plan, start_processing
+from walletsvc.services.auto_topup_links import LinkPlan, LinkSettings, link_plan, start_processing
 from walletsvc.services.billing_contacts import get_billing_contacts
 from walletsvc.services.gateways import Gateways
 from walletsvc.services.razorpay_mandates import refuse_mandate, usable_mandate
@@ -120,7 +119,7 @@ async def send_debit(gateways: Gateways, plan: MandatePlan) -> MandateDebit:
 
 async def record_debit(
     session: AsyncSession,
-    settings: Settings,
+    links: LinkSettings,
     plan: MandatePlan,
     debit: MandateDebit,
     *,
@@ -142,7 +141,7 @@ async def record_debit(
             return attempt.status
         # The rest of this attempt is the payment link's (a resumed job then finds the link, not the mandate).
         fallback = await attempts.update(tenant_id, attempt.id, payment_method_id=None)
-        return await link_plan(session, settings, fallback)
+        return await link_plan(session, links, fallback)
     if debit.order_id is not None:
         await topups.set_checkout(
             tenant_id, topup_id, checkout_id=debit.order_id, payment_id=debit.status.payment_id

@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.repositories.razorpay_mandates import RazorpayMandateRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import TopupRepository
@@ -47,6 +46,17 @@ MANDATE_VALIDITY = timedelta(days=3650)
 MANDATE_NOTE = "mandate_registration"
 
 
+class MandateAmounts(Protocol):
+    """What registering a mandate reads from the settings: RAZORPAY_MANDATE_AUTH_AMOUNT (the authorization
+    payment) and RAZORPAY_MANDATE_MAX_AMOUNT (the limit when the request names none); Settings has both."""
+
+    @property
+    def razorpay_mandate_auth_amount(self) -> int: ...
+
+    @property
+    def razorpay_mandate_max_amount(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class MandateSetup:
     """What the portal opens Razorpay Checkout with (`recurring: "1"`, `order_id`, `customer_id`)."""
@@ -65,7 +75,7 @@ class MandateSetup:
 async def start_mandate(
     session: AsyncSession,
     gateways: Gateways,
-    settings: Settings,
+    amounts: MandateAmounts,
     *,
     tenant_id: str,
     intent: IntentBoundary,
@@ -77,8 +87,8 @@ async def start_mandate(
     mandates = RazorpayMandateRepository(session)
     mandate_id = intent_id("mdt", intent.seed, tenant_id)
     topup_id = intent_id("top", intent.seed, "mandate", tenant_id)
-    auth = Money(settings.razorpay_mandate_auth_amount, "INR")
-    limit = max_amount if max_amount is not None else settings.razorpay_mandate_max_amount
+    auth = Money(amounts.razorpay_mandate_auth_amount, "INR")
+    limit = max_amount if max_amount is not None else amounts.razorpay_mandate_max_amount
     mandate = await mandates.get(tenant_id, mandate_id)
     if mandate is None:
         topups = TopupRepository(session)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from walletsvc.config import Settings
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.refunds import RefundRepository
 from walletsvc.db.repositories.topups import TopupRepository
@@ -19,6 +19,9 @@ from walletsvc.services.gateways import Gateways
 from walletsvc.services.mandate_reconcile import reconcile_mandates
 from walletsvc.services.refunds import resume_refund
 from walletsvc.services.topups import fail_topup, settle_status
+
+if TYPE_CHECKING:
+    from walletsvc.services.auto_topup import AutoTopupRunLimits
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +48,11 @@ async def reconcile(
     *,
     older_than: timedelta,
     policy: AutoTopupPolicy,
-    settings: Settings | None = None,
+    settings: AutoTopupRunLimits | None = None,
 ) -> ReconcileReport:
-    """`policy`: what a failure found here does to an auto top-up behind it. With `settings`, auto
-    top-ups a job gave up on are resumed too (the worker and `walletsvc reconcile` pass them)."""
+    """`policy`: what a failure found here does to an auto top-up behind it. With `settings` (what
+    auto top-up reads), auto top-ups a job gave up on are resumed too (the worker and `walletsvc reconcile`
+    pass them)."""
     report = ReconcileReport()
     if settings is not None:
         # Auto top-ups whose job gave up (the provider was down): run again, under the same Stripe key.

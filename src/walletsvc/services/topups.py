@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from walletsvc.config import Settings
 from walletsvc.db.repositories.bonus_rules import BonusRuleRepository
 from walletsvc.db.repositories.tenants import TenantRepository
 from walletsvc.db.repositories.topups import StripeCustomerRepository, TopupRepository
@@ -55,6 +56,17 @@ COUNTER_ACCOUNTS = {
 }
 
 
+class TopupLimits(Protocol):
+    """What starting a top-up reads from the settings: TOPUP_MINIMUMS and TOPUP_MAXIMUMS, per currency
+    (Settings has both; so may any small value in a test)."""
+
+    @property
+    def topup_minimums(self) -> Mapping[str, int]: ...
+
+    @property
+    def topup_maximums(self) -> Mapping[str, int]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class StartedTopup:
     topup: Topup
@@ -64,7 +76,7 @@ class StartedTopup:
 async def start_topup(
     session: AsyncSession,
     gateways: Gateways,
-    settings: Settings,
+    limits: TopupLimits,
     *,
     tenant_id: str,
     amount: int,
@@ -82,7 +94,7 @@ async def start_topup(
     if currency is not None and currency != tenant.currency:
         raise CurrencyMismatch(expected=tenant.currency, got=currency)
     money = Money(amount, tenant.currency)
-    check_topup_amount(money, minimums=settings.topup_minimums, maximums=settings.topup_maximums)
+    check_topup_amount(money, minimums=limits.topup_minimums, maximums=limits.topup_maximums)
     route = choose_provider(
         currency=tenant.currency,
         country=tenant.country,

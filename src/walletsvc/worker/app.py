@@ -16,6 +16,7 @@ from pgqueuer.models import Job, Schedule
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
 from walletsvc.db.repositories.auto_topups import RUN_AUTO_TOPUP
+from walletsvc.gateway_config import build_gateways
 from walletsvc.service_config import (
     document_config,
     smtp_config,
@@ -25,7 +26,7 @@ from walletsvc.service_config import (
 )
 from walletsvc.services.documents import configure_documents
 from walletsvc.services.events import DELIVER_EVENT
-from walletsvc.services.gateways import Gateways, build_gateways
+from walletsvc.services.gateways import Gateways
 from walletsvc.services.notifications import MAX_ATTEMPTS as EMAIL_MAX_ATTEMPTS
 from walletsvc.services.notifications import SEND_EMAIL
 from walletsvc.services.periods import CLOSE_PERIODS_JOB
