@@ -4,12 +4,28 @@ open loop (requests sent at a fixed arrival rate, whatever the answers do)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 Conn = TypeVar("Conn")
+
+
+@contextlib.contextmanager
+def no_client_pauses() -> Iterator[None]:
+    """No cyclic garbage collection in the load generator while it measures. Its own full collections
+    (tens of milliseconds on this shared machine, with thousands of requests in flight) stalled the
+    sender and every answer it was reading, and showed up as the server's p99 (measured: open-loop p99
+    87 ms with the client collecting, 19 ms without, the same server)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def summarise(latencies: list[float], elapsed: float) -> dict[str, Any]:
@@ -51,7 +67,8 @@ async def closed_loop(
             i += 1
 
     started = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(clients)))
+    with no_client_pauses():
+        await asyncio.gather(*(client(n) for n in range(clients)))
     result = summarise(latencies, time.perf_counter() - started)
     result["clients"] = clients
     if per_call != 1:
@@ -90,15 +107,16 @@ async def open_loop(
         latencies.append(time.perf_counter() - scheduled)
 
     tasks = []
-    for i in range(total):
-        scheduled = start + i / rate
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            late = max(late, -delay)
-        tasks.append(asyncio.create_task(send(i, scheduled)))
-    await asyncio.gather(*tasks)
+    with no_client_pauses():
+        for i in range(total):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                late = max(late, -delay)
+            tasks.append(asyncio.create_task(send(i, scheduled)))
+        await asyncio.gather(*tasks)
     result = summarise(latencies, time.perf_counter() - start)
     result.update(
         offered_rate=round(rate, 1), connections=len(connections), sender_max_late_ms=round(late * 1000, 2)

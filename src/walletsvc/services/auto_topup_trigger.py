@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from walletsvc.db.repositories.auto_topups import start_if_due, start_if_due_raw
 from walletsvc.domain.auto_topup import should_trigger
+from walletsvc.domain.charging import LockedWallet
 
 
 async def consider_auto_topup(
@@ -52,6 +53,18 @@ async def consider_auto_topup_raw(
     if not _due(active, available, threshold, paused_until, now):
         return None
     return await start_if_due_raw(conn, tenant_id, cause)
+
+
+def auto_topup_due(wallet: LockedWallet, now: datetime) -> bool:
+    """Whether a charge that left `wallet` so must start an auto top-up (consider_auto_topup_raw would
+    write one)."""
+    return _due(
+        wallet.auto_topup_enabled,
+        wallet.available,
+        wallet.auto_topup_threshold,
+        wallet.auto_topup_paused_until,
+        now,
+    )
 
 
 def _due(
