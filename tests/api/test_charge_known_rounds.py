@@ -11,6 +11,7 @@ import itertools
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.fixtures.tenants import TenantFactory
 from tests.fixtures.usage import assert_ledger_verifies, ref, wallet_of
@@ -201,4 +202,49 @@ async def test_two_writers_on_one_busy_wallet_charge_everything_once(
     assert chained(rows)
     assert rows[-1]["balance_after"] == 100_000 - 2 * 2 * 8 * BUSY
     assert sum(w.known_rounds for w in writers) + sum(w.known_misses for w in writers) > 0
+    await assert_ledger_verifies(db)
+
+
+async def test_a_known_round_whose_connection_dies_is_charged_once_under_the_lock(
+    create_tenant: TenantFactory, db: Database, writer: ChargeWriter
+) -> None:
+    """The writer's connection is killed (pg_terminate_backend) while its one-statement round waits on
+    the wallet's row lock: the round is charged under the lock on a fresh connection, once."""
+    tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
+    await charged(writer, [sms(tenant["id"]) for _ in range(BUSY)])
+    await charged(writer, [sms(tenant["id"]) for _ in range(BUSY)])
+    assert writer.known_rounds == 1
+    async with db.engine.connect() as blocker, db.engine.connect() as watcher:
+        # Another transaction holds the wallet's row lock (without changing the row).
+        await blocker.execute(
+            text("SELECT 1 FROM wallets WHERE tenant_id = :t FOR UPDATE"), {"t": tenant["id"]}
+        )
+        pending = asyncio.create_task(  # noqa: RUF006 - awaited below, once the lock is let go
+            writer.charge_many([sms(tenant["id"]) for _ in range(BUSY)])
+        )
+        waiting = None
+        for _ in range(500):  # until the round's statement waits on that lock (at most ~10 s)
+            waiting = (
+                await watcher.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND query LIKE '%WITH wallet AS (%'"
+                    )
+                )
+            ).scalar()
+            await watcher.rollback()
+            if waiting is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert waiting is not None, "the known round never waited on the wallet's lock"
+        await watcher.execute(text("SELECT pg_terminate_backend(:p)"), {"p": waiting})
+        await blocker.rollback()  # the locked round now gets the lock
+    answers = await pending
+
+    assert all(isinstance(a, ChargeOutcome) for a in answers), answers
+    assert writer.known_rounds == 1  # that round was not written without the lock
+    rows = await ledger_of(db, tenant["id"])
+    assert len(rows) == 1 + 3 * BUSY
+    assert chained(rows)
+    assert rows[-1]["balance_after"] == 1_000 - 2 * 3 * BUSY
     await assert_ledger_verifies(db)
