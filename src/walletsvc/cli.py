@@ -241,7 +241,8 @@ async def _reconcile(settings: Settings, url: str, older_than: int) -> int:
         await db.dispose()
     print(
         f"reconcile: {report.checked} pending top-ups checked: {report.credited} credited, "
-        f"{report.failed} failed, {report.still_pending} still pending; {report.refunds_settled} refunds settled"
+        f"{report.failed} failed, {report.still_pending} still pending; {report.refunds_settled} refunds settled; "
+        f"{report.auto_topups_resumed} auto top-ups resumed; {report.mandates_updated} mandates updated"
     )
     for error in report.errors:
         print(f"  error: {error}")

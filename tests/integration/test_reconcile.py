@@ -39,7 +39,7 @@ from walletsvc.services.reconcile import ReconcileReport, reconcile
 
 SUMMARY = re.compile(
     r"^reconcile: \d+ pending top-ups checked: \d+ credited, \d+ failed, \d+ still pending; "
-    r"\d+ refunds settled$",
+    r"\d+ refunds settled; \d+ auto top-ups resumed; \d+ mandates updated$",
     re.MULTILINE,
 )
 
