@@ -248,3 +248,16 @@ async def test_a_known_round_whose_connection_dies_is_charged_once_under_the_loc
     assert chained(rows)
     assert rows[-1]["balance_after"] == 1_000 - 2 * 3 * BUSY
     await assert_ledger_verifies(db)
+
+
+async def test_a_known_wallet_stays_known_through_a_small_round(
+    create_tenant: TenantFactory, writer: ChargeWriter
+) -> None:
+    """A hot wallet's queue is drained in rounds of every size: a round of one record between busy
+    ones does not make the next busy one pay the lock again."""
+    tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
+    await charged(writer, [sms(tenant["id"]) for _ in range(BUSY)])
+    await charged(writer, [sms(tenant["id"])])
+    await charged(writer, [sms(tenant["id"]) for _ in range(BUSY)])
+    assert writer.known_rounds == 1
+    assert writer.known_misses == 0

@@ -282,9 +282,12 @@ class ChargeWriter:
         return answers
 
     def _remember(self, account: LockedAccount, decided: Decisions, version: str | None) -> None:
-        """Keep what a committed round of a busy wallet left for its next round (None: forget it)."""
+        """Keep what a committed round of a busy wallet left for its next round (None: forget it). A
+        wallet known already stays known through a round of a record or two between busy ones (a hot
+        wallet's queue is drained in rounds of all sizes); one never busy is not kept."""
         tenant_id = account.wallet.tenant_id
-        if version is None or len(decided.decisions) < _KNOWN_MIN_RECORDS:  # not busy: nothing to gain
+        busy = len(decided.decisions) >= _KNOWN_MIN_RECORDS or tenant_id in self._known
+        if version is None or not busy:
             self._known.pop(tenant_id, None)
             return
         self._known[tenant_id] = account.after(decided, version)
