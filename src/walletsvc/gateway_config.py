@@ -8,12 +8,8 @@ from walletsvc.config import Settings
 from walletsvc.providers.circuit import CircuitBreaker
 from walletsvc.providers.razorpay_gateway import RazorpayGateway
 from walletsvc.providers.stripe_gateway import StripeGateway
+from walletsvc.service_config import secret_value
 from walletsvc.services.gateways import SETTING_FORMATS, Gateways
-
-
-def _secret(value: object) -> str:
-    getter = getattr(value, "get_secret_value", None)
-    return str(getter()) if getter is not None else ""
 
 
 def build_gateways(settings: Settings) -> Gateways:
@@ -24,7 +20,7 @@ def build_gateways(settings: Settings) -> Gateways:
             reset_after=settings.provider_circuit_reset_seconds,
         )
 
-    stripe_key = _secret(settings.stripe_secret_key)
+    stripe_key = secret_value(settings.stripe_secret_key)
     stripe = (
         StripeGateway(
             secret_key=stripe_key,
@@ -39,7 +35,7 @@ def build_gateways(settings: Settings) -> Gateways:
         if stripe_key
         else None
     )
-    razorpay_secret = _secret(settings.razorpay_key_secret)
+    razorpay_secret = secret_value(settings.razorpay_key_secret)
     razorpay = (
         RazorpayGateway(
             key_id=settings.razorpay_key_id or "",
@@ -66,16 +62,16 @@ def build_gateways(settings: Settings) -> Gateways:
         ),
         razorpay_key_secret=razorpay_secret,
         stripe_webhook_secrets=[
-            s.strip() for s in _secret(settings.stripe_webhook_secret).split(",") if s.strip()
+            s.strip() for s in secret_value(settings.stripe_webhook_secret).split(",") if s.strip()
         ],
-        razorpay_webhook_secret=_secret(settings.razorpay_webhook_secret),
+        razorpay_webhook_secret=secret_value(settings.razorpay_webhook_secret),
     )
 
 
 def key_mode_warnings(settings: Settings) -> list[str]:
     """Test keys where the configuration looks live, or live keys where it looks like a test setup."""
     warnings: list[str] = []
-    stripe_secret = _secret(settings.stripe_secret_key)
+    stripe_secret = secret_value(settings.stripe_secret_key)
     public = settings.public_base_url
     local = any(host in public for host in ("localhost", "127.0.0.1", "0.0.0.0"))  # noqa: S104
     modes = {
@@ -104,7 +100,7 @@ def setting_warnings(settings: Settings) -> list[str]:
     """Provider settings that look wrong, or half set: each says what will be refused and what to set.
     Names the settings, never their values."""
     warnings: list[str] = []
-    stripe_key = _secret(settings.stripe_secret_key)
+    stripe_key = secret_value(settings.stripe_secret_key)
     shapes = [
         ("STRIPE_SECRET_KEY", stripe_key, ("sk_test_", "sk_live_", "rk_test_", "rk_live_")),
         ("STRIPE_PUBLISHABLE_KEY", settings.stripe_publishable_key or "", ("pk_test_", "pk_live_")),
@@ -112,7 +108,7 @@ def setting_warnings(settings: Settings) -> list[str]:
     ]
     shapes += [
         ("STRIPE_WEBHOOK_SECRET", secret.strip(), ("whsec_",))
-        for secret in _secret(settings.stripe_webhook_secret).split(",")
+        for secret in secret_value(settings.stripe_webhook_secret).split(",")
     ]
     for name, value, prefixes in shapes:
         if value and not value.startswith(prefixes):
@@ -122,12 +118,12 @@ def setting_warnings(settings: Settings) -> list[str]:
             warnings.append(
                 "STRIPE_PUBLISHABLE_KEY is not set: client_secret (Stripe Elements) top-ups answer 503"
             )
-        if not _secret(settings.stripe_webhook_secret).strip(" ,"):
+        if not secret_value(settings.stripe_webhook_secret).strip(" ,"):
             warnings.append("STRIPE_WEBHOOK_SECRET is not set: POST /v1/webhooks/stripe answers 503")
-    if settings.razorpay_key_id and _secret(settings.razorpay_key_secret):
-        if not _secret(settings.razorpay_webhook_secret):
+    if settings.razorpay_key_id and secret_value(settings.razorpay_key_secret):
+        if not secret_value(settings.razorpay_webhook_secret):
             warnings.append("RAZORPAY_WEBHOOK_SECRET is not set: POST /v1/webhooks/razorpay answers 503")
-    elif settings.razorpay_key_id or _secret(settings.razorpay_key_secret):
+    elif settings.razorpay_key_id or secret_value(settings.razorpay_key_secret):
         missing = "RAZORPAY_KEY_SECRET" if settings.razorpay_key_id else "RAZORPAY_KEY_ID"
         warnings.append(f"{missing} is not set, so Razorpay is off: INR top-ups answer 503")
     return warnings

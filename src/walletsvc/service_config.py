@@ -17,7 +17,7 @@ from walletsvc.services.webhook_delivery import DeliveryConfig
 from walletsvc.services.webhook_endpoints import SecretBox, load_secret_box
 
 
-def _secret(value: SecretStr | None) -> str:
+def secret_value(value: SecretStr | None) -> str:
     """A secret setting's value, or "" when unset."""
     return value.get_secret_value() if value is not None else ""
 
@@ -25,9 +25,9 @@ def _secret(value: SecretStr | None) -> str:
 def auth_config(settings: Settings) -> AuthConfig:
     """JWT_PUBLIC_KEY (RS256) or JWT_SECRET (HS256), never both (Settings refuses that), or neither."""
     algorithm, key = None, None
-    if public_key := _secret(settings.jwt_public_key):
+    if public_key := secret_value(settings.jwt_public_key):
         algorithm, key = "RS256", public_key
-    elif secret := _secret(settings.jwt_secret):
+    elif secret := secret_value(settings.jwt_secret):
         # Settings refuses a weak secret; this catches one that bypassed validation (model_copy).
         problem = check_jwt_secret(secret)
         if problem is not None:
@@ -86,7 +86,7 @@ def smtp_config(settings: Settings) -> SmtpConfig | None:
         port=settings.smtp_port,
         sender=settings.smtp_from,
         username=settings.smtp_username,
-        password=_secret(settings.smtp_password) or None,
+        password=secret_value(settings.smtp_password) or None,
         starttls=settings.smtp_starttls and not settings.smtp_tls,
         tls=settings.smtp_tls,
         timeout=settings.smtp_timeout_seconds,
@@ -106,7 +106,7 @@ def webhook_delivery_config(settings: Settings) -> DeliveryConfig:
 def webhook_secret_box(settings: Settings) -> SecretBox | None:
     """WEBHOOK_SECRETS_KEY, or the embedded database's key file in DATA_DIR (see load_secret_box)."""
     return load_secret_box(
-        _secret(settings.webhook_secrets_key),
-        database_url=_secret(settings.database_url),
+        secret_value(settings.webhook_secrets_key),
+        database_url=secret_value(settings.database_url),
         data_dir=settings.data_dir,
     )

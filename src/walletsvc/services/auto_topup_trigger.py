@@ -38,21 +38,13 @@ async def consider_auto_topup(
 
 
 async def consider_auto_topup_raw(
-    conn: asyncpg.Connection,
-    tenant_id: str,
-    *,
-    cause: str,
-    available: int,
-    threshold: int | None,
-    active: bool,
-    paused_until: datetime | None,
-    now: datetime,
+    conn: asyncpg.Connection, wallet: LockedWallet, *, cause: str, now: datetime
 ) -> str | None:
-    """The charge writer's twin, on its asyncpg connection: no round trip unless below the threshold and
-    not paused (back-off, cap, or one in flight)."""
-    if not _due(active, available, threshold, paused_until, now):
+    """The charge writer's twin, on its asyncpg connection, for the wallet as its round left it: no
+    round trip unless below the threshold and not paused (back-off, cap, or one in flight)."""
+    if not auto_topup_due(wallet, now):
         return None
-    return await start_if_due_raw(conn, tenant_id, cause)
+    return await start_if_due_raw(conn, wallet.tenant_id, cause)
 
 
 def auto_topup_due(wallet: LockedWallet, now: datetime) -> bool:

@@ -258,8 +258,7 @@ class ChargeWriter:
             # Nothing of the statement is written: its wallets go to the locked round, which looks
             # for what is charged already where the connection was lost (it may have committed).
             for account, _ in plans:
-                self._known.pop(account.wallet.tenant_id, None)
-                self._contended[account.wallet.tenant_id] = clock + self.contended_seconds
+                self._forget(account.wallet.tenant_id, clock)
             if not isinstance(exc, Exception) or database_unavailable(exc) is not None:
                 await lease.invalidate()
             if not isinstance(exc, Exception):
@@ -273,8 +272,7 @@ class ChargeWriter:
             version = written.wallets.get(tenant_id)
             if version is None:  # changed meanwhile: under the lock, now and for a while
                 self.known_misses += 1
-                self._known.pop(tenant_id, None)
-                self._contended[tenant_id] = clock + self.contended_seconds
+                self._forget(tenant_id, clock)
                 continue
             self.known_rounds += 1
             self._remember(account, decided, version)
@@ -294,6 +292,12 @@ class ChargeWriter:
         self._known.move_to_end(tenant_id)
         while len(self._known) > _KNOWN_WALLETS:
             self._known.popitem(last=False)
+
+    def _forget(self, tenant_id: str, clock: float) -> None:
+        """What is kept of the wallet cannot be decided on (it changed, or its statement failed):
+        forget it, and charge it under the lock for `contended_seconds`."""
+        self._known.pop(tenant_id, None)
+        self._contended[tenant_id] = clock + self.contended_seconds
 
     async def _write_once_more_if_lost(self, lease: _Lease, batches: list[WalletBatch]) -> list[list[Answer]]:
         try:
@@ -456,14 +460,7 @@ class ChargeWriter:
         # Below the auto top-up threshold: start one (unless one is in flight), in this transaction.
         last = next(reversed(charges.values()), None)
         await consider_auto_topup_raw(
-            conn,
-            tenant_id,
-            cause=cause_text("charge", str(last.id) if last is not None else None),
-            available=wallet.available,
-            threshold=wallet.auto_topup_threshold,
-            active=wallet.auto_topup_enabled,
-            paused_until=wallet.auto_topup_paused_until,
-            now=now,
+            conn, wallet, cause=cause_text("charge", str(last.id) if last is not None else None), now=now
         )
         return events
 
@@ -511,7 +508,7 @@ def _plain(decided: Decisions, now: datetime) -> bool:
         and not decided.crossings
         and not decided.holds_released
         and not decided.quota_changed
-        and all(d.owed == 0 for d in decided.decisions)
+        and not decided.short
         and not auto_topup_due(decided.wallet, now)
     )
 
