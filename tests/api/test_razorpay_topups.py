@@ -641,3 +641,35 @@ async def test_same_idempotency_key_creates_one_order(
     reused = await client.post("/v1/topups", json={"amount": 6000}, headers=headers)
     assert reused.status_code == 422, reused.text
     assert reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_a_verify_refused_while_razorpay_is_down_runs_again_with_the_same_idempotency_key(
+    settings: Settings,
+    db: Database,
+    client: httpx.AsyncClient,
+    create_tenant: TenantFactory,
+    razorpay: FakeRazorpay,
+) -> None:
+    """A provider that could not be reached is no answer to keep for the key: the portal's retry with
+    the same Idempotency-Key asks Razorpay again (not a replayed 503, forever, without Retry-After)."""
+    tenant = await create_tenant()
+    topup = await start_topup(client, tenant["id"], 50_000)
+    order_id = topup["checkout"]["order_id"]
+    payment = razorpay.pay(order_id)
+    key = {**owner_headers(tenant["id"]), "Idempotency-Key": f"verify-{topup['id']}"}
+    razorpay.down = True
+    async with isolated_client(settings, db) as isolated:
+        refused = await verify(
+            isolated, tenant["id"], topup["id"], order_id=order_id, payment_id=payment["id"], headers=key
+        )
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["code"] == "PROVIDER_UNAVAILABLE"
+    assert refused.headers["Retry-After"]
+    razorpay.down = False
+    retried = await verify(
+        client, tenant["id"], topup["id"], order_id=order_id, payment_id=payment["id"], headers=key
+    )
+    assert retried.status_code == 200, retried.text
+    assert "Idempotent-Replayed" not in retried.headers
+    assert retried.json()["status"] == "succeeded"
+    assert await balance(client, tenant["id"]) == 50_000

@@ -32,6 +32,7 @@ from walletsvc.domain.errors import (
     DatabaseUnavailable,
     Forbidden,
     IdempotencyKeyReused,
+    ProviderUnavailable,
     Unauthorized,
     WalletError,
 )
@@ -39,10 +40,12 @@ from walletsvc.request_effects import RequestEffects, tracking
 
 log = logging.getLogger(__name__)
 
-# Refusals about the credentials, not the request: a retry with the right credentials must run. And a
-# key found reused by the provider intent it names (its first claim was freed after a 503): the key
-# still belongs to that first request, whose retry must be able to resume it.
-_NOT_AN_ANSWER = (Unauthorized, Forbidden, IdempotencyKeyReused)
+# Refusals about the credentials, not the request: a retry with the right credentials must run. A key
+# found reused by the provider intent it names (its first claim was freed after a 503): the key still
+# belongs to that first request, whose retry must be able to resume it. And a provider that could not be
+# reached (503 PROVIDER_UNAVAILABLE, "retry later"): kept as the key's answer, every retry with the key
+# would replay that 503 instead of asking the provider again.
+_NOT_AN_ANSWER = (Unauthorized, Forbidden, IdempotencyKeyReused, ProviderUnavailable)
 
 
 class ShownOnceResponse(JSONResponse):
