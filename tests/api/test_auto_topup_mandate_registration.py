@@ -174,6 +174,35 @@ async def test_a_registration_nobody_paid_expires_after_a_day_but_one_being_paid
     )
     assert made_default.status_code == 404, made_default.text
     assert mandates.token_fetches == []
+    # Its authorization top-up is failed with it; the one being paid still waits.
+    assert await _topup_status(inr, abandoned["topup_id"]) == "failed"
+    assert await _topup_status(inr, approving["topup_id"]) == "pending"
+
+
+async def test_an_expired_registrations_top_up_still_credits_a_late_payment_of_its_order(
+    inr: InrAutoTopup, mandates: FakeMandates
+) -> None:
+    setup = await inr.setup()
+    await _age_registration(inr.db, setup["payment_method_id"], hours=25)
+    report = await inr.reconcile()
+    assert (report.mandates_updated, report.failed) == (1, 1)
+    assert await _topup_status(inr, setup["topup_id"]) == "failed"
+    before = await inr.balance()
+    assert (await inr.reconcile()).failed == 0  # failed once, not again
+
+    inr.razorpay.pay(setup["order_id"])  # the customer pays the old order after all
+    assert (await inr.reconcile()).credited == 1
+    assert await _topup_status(inr, setup["topup_id"]) == "succeeded"
+    assert await inr.balance() == before + AUTH
+    assert (await inr.reconcile()).credited == 0  # credited once
+    assert await inr.balance() == before + AUTH
+
+
+async def _topup_status(inr: InrAutoTopup, topup_id: str) -> str:
+    found = await inr.client.get(f"/v1/topups/{topup_id}", headers=member_headers(inr.tenant))
+    assert found.status_code == 200, found.text
+    status: str = found.json()["status"]
+    return status
 
 
 # --- the default mandate ----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ For each pending mandate, with no transaction open: the token, if walletsvc does
 authorization order's payments (`GET /v1/orders/{id}/payments`, then `GET /v1/payments/{id}`); then the
 token itself (`GET /v1/customers/{customer}/tokens/{token}`), whose state is recorded as `token.confirmed`
 or `token.rejected` would have been. A registration whose order nobody paid for
-AUTHORIZATION_EXPIRES_AFTER is marked `expired`. The money of the authorization payment is its top-up's,
-settled by reconcile's top-up pass like any other.
+AUTHORIZATION_EXPIRES_AFTER is marked `expired`, and the top-up of its authorization payment `failed` in the
+same transaction (a payment of that order made later still credits it, as a late Razorpay capture does). The
+money of the authorization payment is its top-up's, settled by reconcile's top-up pass like any other.
 """
 
 from __future__ import annotations
@@ -17,12 +18,15 @@ from datetime import UTC, datetime, timedelta
 
 from walletsvc.db.engine import Database, unit_of_work
 from walletsvc.db.repositories.razorpay_mandates import RazorpayMandateRepository
-from walletsvc.domain.auto_topup import SavedPaymentMethod
+from walletsvc.db.repositories.topups import TopupRepository
+from walletsvc.domain.auto_topup import AutoTopupPolicy, SavedPaymentMethod
 from walletsvc.domain.errors import InvalidPayment, NotFound, WalletError
 from walletsvc.domain.mandates import MandateStatus, authorization_abandoned
+from walletsvc.domain.topups import TopupStatus
 from walletsvc.providers.razorpay_gateway import RazorpayGateway
 from walletsvc.providers.razorpay_mandates import authorization_payment, fetch_token, token_details
 from walletsvc.services.razorpay_mandates import record_token
+from walletsvc.services.topups import fail_topup
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +35,12 @@ log = logging.getLogger(__name__)
 class MandateReport:
     checked: int = 0
     updated: int = 0  # confirmed, rejected, ... or expired
+    topups_failed: int = 0  # authorization top-ups of expired registrations
     errors: list[str] = field(default_factory=list)
 
 
 async def reconcile_mandates(
-    db: Database, gateway: RazorpayGateway, *, older_than: timedelta
+    db: Database, gateway: RazorpayGateway, *, older_than: timedelta, policy: AutoTopupPolicy
 ) -> MandateReport:
     """Each mandate in its own short transaction, after Razorpay was asked with none open."""
     report = MandateReport()
@@ -44,14 +49,20 @@ async def reconcile_mandates(
     for mandate in pending:
         report.checked += 1
         try:
-            if await _finish(db, gateway, mandate):
+            if await _finish(db, gateway, mandate, policy, report):
                 report.updated += 1
         except WalletError as exc:
             report.errors.append(f"mandate {mandate.id}: {exc.detail}")
     return report
 
 
-async def _finish(db: Database, gateway: RazorpayGateway, mandate: SavedPaymentMethod) -> bool:
+async def _finish(
+    db: Database,
+    gateway: RazorpayGateway,
+    mandate: SavedPaymentMethod,
+    policy: AutoTopupPolicy,
+    report: MandateReport,
+) -> bool:
     token_id, customer_id = mandate.token_id, mandate.customer_id
     if token_id is None:
         order_id = await _auth_order(db, mandate)
@@ -63,7 +74,7 @@ async def _finish(db: Database, gateway: RazorpayGateway, mandate: SavedPaymentM
                 created_at=mandate.created_at, now=now, payment_in_progress=in_progress
             ):
                 return False
-            return await _expire(db, mandate)
+            return await _expire(db, mandate, policy, report)
         token_id, customer_id = found.token_id, found.customer_id or customer_id
     if customer_id is None:
         return False
@@ -98,17 +109,33 @@ async def _auth_order(db: Database, mandate: SavedPaymentMethod) -> str | None:
         return await RazorpayMandateRepository(session).auth_order_of(mandate.tenant_id, mandate.id)
 
 
-async def _expire(db: Database, mandate: SavedPaymentMethod) -> bool:
+async def _expire(
+    db: Database, mandate: SavedPaymentMethod, policy: AutoTopupPolicy, report: MandateReport
+) -> bool:
+    """Mark the registration expired and fail its authorization top-up, in one transaction."""
+    tenant_id = mandate.tenant_id
     async with unit_of_work(db) as session:
         mandates = RazorpayMandateRepository(session)
-        current = await mandates.get(mandate.tenant_id, mandate.id, for_update=True)
+        current = await mandates.get(tenant_id, mandate.id, for_update=True)
         if current is None or current.status != MandateStatus.PENDING.value or current.token_id:
             return False
         await mandates.update(
-            mandate.tenant_id,
+            tenant_id,
             mandate.id,
             status=MandateStatus.EXPIRED,
             status_reason="the authorization payment was never made: register the mandate again",
         )
-    log.info("a mandate registration expired unpaid", extra={"tenant_id": mandate.tenant_id})
+        topup_id = await mandates.auth_topup_of(tenant_id, mandate.id)
+        topup = await TopupRepository(session).get(tenant_id, topup_id) if topup_id else None
+        if topup is not None and topup.status is TopupStatus.PENDING:
+            await fail_topup(
+                session,
+                tenant_id,
+                topup.id,
+                reason="the mandate's authorization payment was never made",
+                source="reconcile",
+                policy=policy,
+            )
+            report.topups_failed += 1
+    log.info("a mandate registration expired unpaid", extra={"tenant_id": tenant_id})
     return True

@@ -116,8 +116,9 @@ async def reconcile(
             report.errors.append(f"refund {refund.id}: {exc.detail}")
     if gateways.razorpay is not None:
         # Mandates whose authorization payment's webhook and token.confirmed were both lost.
-        mandates = await reconcile_mandates(db, gateways.razorpay, older_than=older_than)
+        mandates = await reconcile_mandates(db, gateways.razorpay, older_than=older_than, policy=policy)
         report.mandates_updated = mandates.updated
+        report.failed += mandates.topups_failed
         report.errors += mandates.errors
     log.info("reconcile finished", extra={"checked": report.checked, "credited": report.credited})
     return report

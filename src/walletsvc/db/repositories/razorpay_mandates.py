@@ -106,6 +106,14 @@ class RazorpayMandateRepository:
             )
         ).scalar_one_or_none()
 
+    async def auth_topup_of(self, tenant_id: str, mandate_id: str) -> str | None:
+        """The top-up that carries the mandate's authorization payment."""
+        return (
+            await self.session.execute(
+                select(p.auth_topup_id).where(p.tenant_id == tenant_id, p.id == mandate_id)
+            )
+        ).scalar_one_or_none()
+
     async def locate(
         self, *, token_id: str | None = None, auth_order_id: str | None = None
     ) -> SavedPaymentMethod | None:
