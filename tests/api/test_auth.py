@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -17,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from tests.fixtures.auth import bearer, make_token, member_headers, owner_headers
 from tests.fixtures.constants import JWT_SECRET
@@ -25,6 +26,9 @@ from tests.fixtures.tenants import TenantFactory, new_tenant_id
 from walletsvc.app import create_app
 from walletsvc.config import Settings
 from walletsvc.db.engine import Database
+from walletsvc.domain.access import Principal
+from walletsvc.domain.errors import Unauthorized
+from walletsvc.services.auth import Authenticator
 
 
 def _b64url(data: bytes) -> str:
@@ -474,6 +478,47 @@ async def test_revoked_key_is_unauthorized(
         "/v1/admin/api-keys", headers=admin_headers, params={"tenant_id": tenant["id"]}
     )
     assert [item["revoked_at"] is not None for item in listing.json()] == [True]
+
+
+async def test_a_burst_of_requests_with_a_key_not_in_the_cache_reads_it_once(
+    app: Any,
+    db: Database,
+    client: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    create_tenant: TenantFactory,
+) -> None:
+    """Telephony sends every charge with one key: when its cache entry runs out, the requests in flight
+    wait for one read of it instead of each taking a pooled connection (and overflowing the pool)."""
+    tenant = await create_tenant()
+    created = await _create_key(client, admin_headers, ["usage:write"], tenant["id"])
+    authenticator = Authenticator(app.state.authenticator.config)  # nothing cached yet
+    checkouts = 0
+
+    def counted(*_: Any) -> None:
+        nonlocal checkouts
+        checkouts += 1
+
+    async def authenticate(token: str) -> Principal:
+        async with db.sessionmaker() as session:
+            return await authenticator.authenticate(session, token)
+
+    pool = db.engine.sync_engine.pool
+    event.listen(pool, "checkout", counted)
+    try:
+        principals = await asyncio.gather(*(authenticate(created["key"]) for _ in range(20)))
+        assert checkouts == 1
+        assert {p.subject for p in principals} == {created["id"]}
+        await authenticate(created["key"])
+        assert checkouts == 1  # cached now
+
+        checkouts = 0
+        key = created["key"]
+        wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
+        refused = await asyncio.gather(*(authenticate(wrong) for _ in range(20)), return_exceptions=True)
+        assert all(isinstance(r, Unauthorized) for r in refused), refused
+        assert checkouts == 1  # the refusal is every waiter's, read once
+    finally:
+        event.remove(pool, "checkout", counted)
 
 
 async def test_revoking_an_unknown_key_is_not_found(

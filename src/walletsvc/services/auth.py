@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -85,6 +86,10 @@ class Authenticator:
         # instead of reading it from the database on every request. A revocation reaches this process
         # at once (forget) and other processes within API_KEY_CACHE_SECONDS.
         self._keys: dict[bytes, tuple[Principal, float]] = {}
+        # A key being read now, by digest: the requests that arrive meanwhile (every in-flight charge,
+        # when a busy key's cache entry runs out) wait for that one read instead of each taking a
+        # pooled connection for the same row.
+        self._reading: dict[bytes, asyncio.Future[Principal]] = {}
         self._algorithms = [config.jwt_algorithm] if config.jwt_algorithm is not None else []
 
     @property
@@ -123,11 +128,33 @@ class Authenticator:
 
     async def _cached_api_key(self, session: AsyncSession, token: str) -> Principal:
         digest = hash_secret(token)
-        now = self.clock()
         cached = self._keys.get(digest)
-        if cached is not None and cached[1] > now:
+        if cached is not None and cached[1] > self.clock():
             return cached[0]
-        principal = await self._api_key(session, token)
+        reading = self._reading.get(digest)
+        if reading is not None:
+            try:
+                return await asyncio.shield(reading)  # its answer, or its refusal, is ours too
+            except asyncio.CancelledError:
+                if not reading.cancelled():
+                    raise  # this request was cancelled
+                # The request reading it was cancelled: read it here.
+        now = self.clock()
+        future = asyncio.get_running_loop().create_future()
+        self._reading[digest] = future
+        try:
+            principal = await self._api_key(session, token)
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            else:
+                future.cancel()
+            raise
+        finally:
+            if self._reading.get(digest) is future:
+                del self._reading[digest]
+        future.set_result(principal)
         ttl = self.config.api_key_cache_seconds
         if ttl > 0:
             if len(self._keys) > 10_000:  # bounded: drop everything rather than grow without end
