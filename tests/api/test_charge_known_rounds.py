@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.pool import QueuePool
 
 from tests.fixtures.tenants import TenantFactory
 from tests.fixtures.usage import assert_ledger_verifies, ref, wallet_of
@@ -261,3 +262,27 @@ async def test_a_known_wallet_stays_known_through_a_small_round(
     await charged(writer, [sms(tenant["id"]) for _ in range(BUSY)])
     assert writer.known_rounds == 1
     assert writer.known_misses == 0
+
+
+async def test_the_writers_connection_goes_back_to_the_pool_planning_by_default(
+    create_tenant: TenantFactory, db: Database, writer: ChargeWriter
+) -> None:
+    """The writer plans its statements generically while it holds a connection (for the known
+    statement, until it hands the connection back); every other user of the pool plans as PostgreSQL
+    chooses."""
+    tenant = await create_tenant(currency="USD", country="USA", balance=1_000)
+    for _ in range(3):  # under the lock, then known twice
+        await charged(writer, [sms(tenant["id"]) for _ in range(BUSY)])
+    assert writer.known_rounds == 2
+    await writer.idle()
+
+    pool = db.engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    idle = [await db.engine.connect() for _ in range(pool.checkedin())]  # every pooled connection
+    try:
+        modes = [(await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar() for conn in idle]
+    finally:
+        for conn in idle:
+            await conn.close()
+    assert modes
+    assert set(modes) == {"auto"}

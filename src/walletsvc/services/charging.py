@@ -135,6 +135,11 @@ class ChargeWriter:
             answers.append(result)
         return answers
 
+    async def idle(self) -> None:
+        """Wait until the writer tasks have ended, their connections back in the pool."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _enqueue(self, records: Sequence[UsageRecord]) -> list[asyncio.Future[ChargeOutcome]]:
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[ChargeOutcome]] = []
@@ -251,9 +256,8 @@ class ChargeWriter:
         writes = RoundWrites(known=True)
         for account, decided in plans:
             writes.add(account, decided)
-        conn = await lease.connection()
         try:
-            written = await ChargeStore(conn).write(writes)
+            written = await ChargeStore(await lease.generic_connection()).write(writes)
         except BaseException as exc:
             # Nothing of the statement is written: its wallets go to the locked round, which looks
             # for what is charged already where the connection was lost (it may have committed).
@@ -360,8 +364,8 @@ class ChargeWriter:
         self, conn: asyncpg.Connection, batches: list[WalletBatch], *, check_existing: bool
     ) -> list[list[Answer]]:
         now = datetime.now(UTC)
-        async with conn.transaction():  # the charge writer's unit of work: commits or rolls back here
-            store = ChargeStore(conn)
+        store = ChargeStore(conn)
+        async with store.transaction():  # the charge writer's unit of work: commits or rolls back here
             accounts = await store.lock([tenant_id for tenant_id, _ in batches])
             existing: dict[tuple[str, ChargeKey], UsageCharge] = {}
             if check_existing:
@@ -562,6 +566,7 @@ class _Lease:
         self._db = db
         self._held: AsyncConnection | None = None
         self._conn: asyncpg.Connection | None = None
+        self._generic = False  # the connection plans generically (ChargeStore.plan_generically)
 
     async def connection(self) -> asyncpg.Connection:
         if self._conn is None:
@@ -576,8 +581,17 @@ class _Lease:
             self._held, self._conn = held, conn
         return self._conn
 
+    async def generic_connection(self) -> asyncpg.Connection:
+        """The connection, planning generically until it is released: for the known wallets'
+        statement, which runs outside a transaction (a locked round sets it for its own)."""
+        conn = await self.connection()
+        if not self._generic:
+            await ChargeStore(conn).plan_generically()
+            self._generic = True
+        return conn
+
     async def invalidate(self) -> None:
-        held, self._held, self._conn = self._held, None, None
+        held, self._held, self._conn, self._generic = self._held, None, None, False
         if held is not None:
             try:
                 await held.invalidate()
@@ -585,8 +599,18 @@ class _Lease:
                 await held.close()
 
     async def release(self) -> None:
-        held, self._held, self._conn = self._held, None, None
-        if held is not None:
+        held, conn, generic = self._held, self._conn, self._generic
+        self._held, self._conn, self._generic = None, None, False
+        if held is None:
+            return
+        try:
+            if generic and conn is not None:
+                await ChargeStore(conn).plan_by_default()  # back to the pool as it came
+        except BaseException as exc:
+            await held.invalidate()  # not as it came: a fresh connection takes its place
+            if not isinstance(exc, Exception):
+                raise
+        finally:
             await held.close()
 
 

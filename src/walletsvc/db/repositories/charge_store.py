@@ -12,7 +12,8 @@ the lock."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -144,6 +145,7 @@ WITH wallet AS (
            AS x(tenant_id, balance, reserved, ledger_seq, flagged, owed, spent_day, spent_today, low_since,
                 alerted_at, w_version, s_version, p_version, d_version)
      WHERE w.tenant_id = x.tenant_id
+       AND w.tenant_id = ANY($27::text[])  -- the wallets by their key, whatever the plan
        AND w.xmin::text = x.w_version
        AND (SELECT s.xmin::text FROM subscriptions s WHERE s.tenant_id = w.tenant_id)
            IS NOT DISTINCT FROM x.s_version
@@ -169,6 +171,21 @@ SELECT c.tenant_id, c.kind, c.reference_id, c.id, c.created_at, NULL AS version 
  UNION ALL
 SELECT wallet.tenant_id, NULL, NULL, NULL, NULL, wallet.version FROM wallet
 """  # noqa: S608 - built from the constant _LEDGER above: no input reaches this text
+
+
+# Plans. The writer's statements are fixed texts whose parameters are arrays of any length, and PostgreSQL,
+# left to choose, plans them again at most executions (it judges a custom plan for the arrays at hand
+# cheaper), which costs more than running them. Measured with pg_stat_statements, 32 clients: over 10,000
+# wallets 0.5 ms of planning for a 0.3 ms lock and 0.9 ms for a 1.6 ms write; on one hot wallet 0.8 ms for
+# a 1.9 ms known write, at every call. So the writer plans them generically: a locked round for its own
+# transaction, set in the BEGIN's round trip (SET LOCAL); the known statement, which is a transaction of
+# its own, for as long as the writer holds the connection (plan_generically, then plan_by_default before
+# it goes back to the pool, whose other users plan as PostgreSQL chooses). Each generic plan reaches the
+# wallets by their key whatever the arrays hold (the known statement names them by `= ANY`, or its
+# generic plan may scan the wallets).
+_BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan"
+_GENERIC_PLANS = "SET plan_cache_mode = force_generic_plan"
+_DEFAULT_PLANS = "RESET plan_cache_mode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +334,31 @@ class RoundWrites:
 class ChargeStore:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
+
+    async def plan_generically(self) -> None:
+        """This connection plans its statements generically until plan_by_default (see `_BEGIN`)."""
+        await self.conn.execute(_GENERIC_PLANS)
+
+    async def plan_by_default(self) -> None:
+        await self.conn.execute(_DEFAULT_PLANS)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        """A locked round's transaction (see `_BEGIN`): committed when the block ends, rolled back when
+        it raises. A cancelled block is not rolled back here: its statement may still be running on the
+        connection, which the writer then throws away. Inside a transaction of the caller's, a savepoint
+        of it, as asyncpg's own would be: it is the caller's to commit."""
+        if self.conn.is_in_transaction():
+            async with self.conn.transaction():
+                yield
+            return
+        await self.conn.execute(_BEGIN)
+        try:
+            yield
+        except Exception:
+            await self.conn.execute("ROLLBACK")
+            raise
+        await self.conn.execute("COMMIT")
 
     async def lock(self, tenant_ids: Sequence[str]) -> dict[str, LockedAccount]:
         """Lock these wallets, in tenant order, in one statement; a tenant with no wallet is absent."""
