@@ -100,19 +100,18 @@ class RazorpayMandateRepository:
         return None if row is None else method_from_mapping(row._mapping)
 
     async def auth_order_of(self, tenant_id: str, mandate_id: str) -> str | None:
-        return (
-            await self.session.execute(
-                select(p.auth_order_id).where(p.tenant_id == tenant_id, p.id == mandate_id)
-            )
-        ).scalar_one_or_none()
+        """The Razorpay order of the mandate's authorization payment (None until it is made)."""
+        return await self._column_of(tenant_id, mandate_id, p.auth_order_id)
 
     async def auth_topup_of(self, tenant_id: str, mandate_id: str) -> str | None:
         """The top-up that carries the mandate's authorization payment."""
-        return (
-            await self.session.execute(
-                select(p.auth_topup_id).where(p.tenant_id == tenant_id, p.id == mandate_id)
-            )
+        return await self._column_of(tenant_id, mandate_id, p.auth_topup_id)
+
+    async def _column_of(self, tenant_id: str, mandate_id: str, column: Any) -> str | None:
+        found: str | None = (
+            await self.session.execute(select(column).where(p.tenant_id == tenant_id, p.id == mandate_id))
         ).scalar_one_or_none()
+        return found
 
     async def locate(
         self, *, token_id: str | None = None, auth_order_id: str | None = None
