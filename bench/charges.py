@@ -4,10 +4,11 @@ Measures, in one run on a fresh database (embedded PostgreSQL, or a server with 
 
 1. the client curve: GET /healthz (trivial endpoint) and POST /v1/usage on one hot wallet at 1, 2, 4, 8,
    16, 32, 64 concurrent clients (throughput, p50 and p99);
-2. POST /v1/usage spread over 10,000 wallets at --clients; POST /v1/usage/batch (--batch-records a
-   request, --batch-clients clients) on the hot wallet and spread over the wallets;
-3. open loop: at 70 % of the peak rate measured above (hot wallet, and many wallets), requests at a fixed
-   arrival rate; p50 and p99 from each request's scheduled send time;
+2. POST /v1/usage spread over 10,000 wallets at --clients;
+3. open loop: at 70 % of the peak rates measured in 1. and 2. (hot wallet, and many wallets), requests
+   at a fixed arrival rate; p50 and p99 from each request's scheduled send time; then POST
+   /v1/usage/batch (--batch-records a request, --batch-clients clients) on the hot wallet and spread
+   over the wallets, after the open loop: their rows keep autovacuum busy for a while;
 4. one server with `--workers 2`, and two separate `walletsvc serve` processes on the same database
    (the load split between them): the figures and their ratio to one worker;
 5. raw SQL ceilings from asyncpg, no HTTP: one statement per charge (wallet update + charge row + ledger
@@ -308,6 +309,33 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
             args.seconds,
             closed(connections, lambda c, n, i: traffic.charge(c, traffic.spread_tenant(n, i), f"s-{n}-{i}")),
         )
+        # Before the batches: at 70 % of the peaks just measured, on the database as it was then (the
+        # batches' hundreds of thousands of rows set autovacuum going for a while after them).
+        peak_hot = max(p["rate"] for p in figures["curve"]["hot"])
+        pool = connections[: args.open_connections]
+        print(
+            f"open loop at {args.open_load:.0%} of the peak rate, {args.open_seconds:.0f} s each:", flush=True
+        )
+        figures["open_loop"] = {
+            "hot": await open_loop(
+                "POST /v1/usage, hot wallet",
+                args.open_load * peak_hot,
+                args.open_seconds,
+                pool,
+                lambda c, i: traffic.charge(c, hot, f"oh-{i}"),
+                traffic.trivial,
+            ),
+            "spread": await open_loop(
+                f"POST /v1/usage, {len(many):,} wallets",
+                args.open_load * figures["spread"]["rate"],
+                args.open_seconds,
+                pool,
+                lambda c, i: traffic.charge(c, traffic.spread_tenant(0, i), f"os-{i}"),
+                traffic.trivial,
+            ),
+        }
+        figures["open_loop"]["hot"]["peak_rate"] = peak_hot
+        figures["open_loop"]["spread"]["peak_rate"] = figures["spread"]["rate"]
         size = args.batch_records
         print(f"POST /v1/usage/batch, {size:,} records a request, {args.batch_clients} clients:", flush=True)
         figures["batch"] = {
@@ -331,29 +359,6 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
                 per_call=size,
             ),
         }
-        peak_hot = max(p["rate"] for p in figures["curve"]["hot"])
-        pool = connections[: args.open_connections]
-        print(
-            f"open loop at {args.open_load:.0%} of the peak rate, {args.open_seconds:.0f} s each:", flush=True
-        )
-        figures["open_loop"] = {
-            "hot": await open_loop(
-                "POST /v1/usage, hot wallet",
-                args.open_load * peak_hot,
-                args.open_seconds,
-                pool,
-                lambda c, i: traffic.charge(c, hot, f"oh-{i}"),
-            ),
-            "spread": await open_loop(
-                f"POST /v1/usage, {len(many):,} wallets",
-                args.open_load * figures["spread"]["rate"],
-                args.open_seconds,
-                pool,
-                lambda c, i: traffic.charge(c, traffic.spread_tenant(0, i), f"os-{i}"),
-            ),
-        }
-        figures["open_loop"]["hot"]["peak_rate"] = peak_hot
-        figures["open_loop"]["spread"]["peak_rate"] = figures["spread"]["rate"]
         for connection in connections:
             await connection.close()
 
