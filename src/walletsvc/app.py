@@ -222,6 +222,7 @@ def create_app(
         try:
             yield
         finally:
+            await app.state.charge_writer.idle()  # its connections back in the pool before it closes
             await app.state.gateways.aclose()
             if owned is not None:
                 await owned.dispose()

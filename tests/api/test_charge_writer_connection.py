@@ -1,8 +1,9 @@
 """The charge writer keeps one pooled connection across the rounds it writes back to back, and hands it
-back to the pool when it has nothing left to write."""
+back to the pool when nothing more came for `linger_seconds` after its last round."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sqlalchemy import event, text
@@ -29,6 +30,7 @@ async def test_one_writer_writes_its_rounds_on_one_checkout_and_then_returns_it(
     writer = ChargeWriter(
         database, settings.model_copy(update={"charge_writers": 1, "charge_batch_wallets": 1})
     )
+    writer.linger_seconds = 60  # longer than the test: what comes next finds the writer waiting
     try:
         records = [UsageRecord(w["id"], UsageKind.SMS, ref("sms"), None, 1, "test") for w in wallets]
         answers = await writer.charge_many(records)
@@ -42,6 +44,36 @@ async def test_one_writer_writes_its_rounds_on_one_checkout_and_then_returns_it(
             ).scalar_one()
         assert rounds == 3  # three transactions...
         assert len(checkouts) == 2  # ...on the writer's one checkout (the other is the count above)
+        assert len(checkins) == 1  # the count's: the writer waits for more, its connection kept
+
+        [later] = await writer.charge_many(
+            [UsageRecord(wallets[0]["id"], UsageKind.SMS, ref("sms"), None, 1, "t")]
+        )
+        assert isinstance(later, ChargeOutcome)
+        assert len(checkouts) == 2  # the waiting writer wrote it on the same connection
+
+        await writer.idle()  # stops the wait
         assert len(checkins) == 2  # the writer handed its connection back
+    finally:
+        await database.dispose()
+
+
+async def test_a_writer_with_nothing_more_to_write_hands_its_connection_back(
+    create_tenant: TenantFactory, database_url: str, settings: Settings
+) -> None:
+    wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
+    database = Database.connect(database_url, pool_size=2, max_overflow=0)
+    returned = asyncio.Event()
+    event.listen(database.engine.sync_engine, "checkin", lambda *args: returned.set())
+    writer = ChargeWriter(database, settings)
+    try:
+        [answer] = await writer.charge_many(
+            [UsageRecord(wallet["id"], UsageKind.SMS, ref("sms"), None, 1, "t")]
+        )
+        assert isinstance(answer, ChargeOutcome)
+        # Nothing else comes: the writer ends by itself after linger_seconds, no idle() asked.
+        await asyncio.wait_for(returned.wait(), timeout=30)
+        pool = database.engine.sync_engine.pool
+        assert pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await database.dispose()

@@ -313,3 +313,45 @@ def test_rate_record_rates_a_call_by_duration_and_units_by_quantity() -> None:
     fax = rate_record(UsageRecord("t", UsageKind.FAX, "f", None, 3, "x"), rates, quota_left_seconds=600)
     assert (fax.quota_seconds, fax.amount.amount) == (0, 45)
     assert date(2025, 3, 14) == TODAY
+
+
+def test_a_wallet_copy_keeps_every_field_and_is_its_own() -> None:
+    # Every field a distinct value, so that a field left out of LockedWallet.copy (or two swapped) shows.
+    values: dict[str, object] = {}
+    for n, f in enumerate(dataclasses.fields(LockedWallet)):
+        kind = str(f.type)
+        if "datetime" in kind:
+            values[f.name] = NOW + timedelta(minutes=n)
+        elif "date" in kind:
+            values[f.name] = TODAY - timedelta(days=n)
+        elif "bool" in kind:
+            values[f.name] = n % 2 == 0
+        elif "str" in kind:
+            values[f.name] = f"value-{n}"
+        else:
+            values[f.name] = 1000 + n
+    wallet = LockedWallet(**values)  # type: ignore[arg-type]
+    copied = wallet.copy()
+    assert dataclasses.asdict(copied) == dataclasses.asdict(wallet) == values
+    copied.balance += 1
+    assert wallet.balance == values["balance"]
+
+
+def test_records_rated_alike_are_each_charged_their_own_rating() -> None:
+    rates = Rates("USD", Decimal(60), unit_prices={UsageKind.SMS: Decimal("1.5")})
+    quota = Quota(0, 90, NOW - timedelta(days=1), NOW + timedelta(days=1))
+    records = [
+        UsageRecord("t1", UsageKind.CALL, "c1", 60, None, "test"),  # 60 s of quota
+        UsageRecord("t1", UsageKind.CALL, "c2", 60, None, "test"),  # 30 s of quota, 30 s paid
+        UsageRecord("t1", UsageKind.CALL, "c3", 60, None, "test"),  # all paid
+        UsageRecord("t1", UsageKind.SMS, "s1", None, 3, "test"),
+        UsageRecord("t1", UsageKind.SMS, "s2", None, 3, "test"),
+    ]
+    wallet = LockedWallet("t1", "USD", 10_000, 0, 1, False, 0, TODAY, 0, None, None, 0)
+    decided = decide_charges(
+        wallet, records, rates=rates, quota=quota, holds={}, charged_before=set(), now=NOW
+    )
+    ratings = [d.rating for d in decided.decisions]
+    assert [r.quota_seconds for r in ratings if r is not None] == [60, 30, 0, 0, 0]
+    assert [r.amount.amount for r in ratings if r is not None] == [0, 30, 60, 5, 5]
+    assert [d.charged for d in decided.decisions] == [0, 30, 60, 5, 5]

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 from starlette.responses import Response
 
@@ -30,6 +30,7 @@ from walletsvc.services.charging import ChargeOutcome, ChargeWriter, UsageRecord
 JSON = "application/json"
 # What FastAPI answers for a required body that is absent.
 _MISSING_BODY = {"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}
+_RECORDS = TypeAdapter(list[UsageIn])  # a batch's records, when all are well formed
 
 
 async def usage_caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
@@ -73,6 +74,23 @@ def usage_of(document: Any, loc: tuple[str | int, ...] = ("body",)) -> UsageIn:
         raise RequestValidationError(errors) from None
 
 
+def _usages_of(documents: Sequence[Any]) -> Sequence[UsageIn | RequestValidationError]:
+    """Each record of a batch validated by usage_of, or its errors: all of them in one validation when
+    all are well formed (a call per record cost more than its validation), else one by one, so that
+    each malformed record's errors are its own, located in it."""
+    try:
+        return _RECORDS.validate_python(documents, from_attributes=True)
+    except ValidationError:
+        pass
+    usages: list[UsageIn | RequestValidationError] = []
+    for index, document in enumerate(documents):
+        try:
+            usages.append(usage_of(document, ("body", "records", index)))
+        except RequestValidationError as exc:
+            usages.append(exc)
+    return usages
+
+
 def usage_record(usage: UsageIn, caller: Principal) -> UsageRecord:
     return UsageRecord(
         tenant_id=caller.tenant_for(usage.tenant_id),
@@ -105,12 +123,12 @@ async def charge_batch(
     results: list[dict[str, Any]] = [{}] * len(documents)
     records: list[UsageRecord] = []
     placed: list[int] = []
-    for index, document in enumerate(documents):
-        try:
-            records.append(usage_record(usage_of(document, ("body", "records", index)), caller))
-        except RequestValidationError as exc:
-            results[index] = _refused(index, validation_document(exc, request))
+    for index, usage in enumerate(_usages_of(documents)):
+        if isinstance(usage, RequestValidationError):
+            results[index] = _refused(index, validation_document(usage, request))
             continue
+        try:
+            records.append(usage_record(usage, caller))
         except WalletError as exc:  # another tenant's record, or no tenant named by a platform key
             results[index] = _refused(index, refusal_document(exc, request))
             continue

@@ -10,13 +10,20 @@ wallets at once) writes what it decided; nothing here touches a database.
 
 `chain_line` is the one place a ledger row is chained from a locked wallet (sequence + 1, balance
 before and after): the writer, debt settlement, plan fees and charge refunds all use it.
+
+The values built for every record (UsageRecord, Decision, LedgerLine, UsageCharge, ChargeOutcome) are
+values all the same, never changed once built, but not frozen dataclasses: a frozen dataclass sets each
+field through object.__setattr__, which made UsageCharge's 18 fields cost 3.4 µs to build against 0.46 µs
+(measured on the bench machine), paid per record, a thousand times a batch. The per-round values
+(Decisions, Quota, Crossing) and Rating, which `decide_charges` shares between the records it rates
+alike, stay frozen.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from walletsvc.domain.errors import InvalidRequest, WalletError
@@ -29,7 +36,7 @@ from walletsvc.domain.rating import Rates, Rating, UsageKind, rate_call, rate_un
 ChargeKey = tuple[str, str]  # (kind, reference_id): a charge is unique on it within a tenant
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value, built per record: not frozen (see the module's docstring)
 class UsageRecord:
     """One piece of usage to charge, as telephony reported it."""
 
@@ -39,8 +46,10 @@ class UsageRecord:
     duration_seconds: int | None
     quantity: int | None
     actor: str
+    key: ChargeKey = field(init=False, repr=False, compare=False)  # (kind, reference_id)
 
     def __post_init__(self) -> None:
+        self.key = (self.kind.value, self.reference_id)
         if self.kind is UsageKind.CALL:
             if self.duration_seconds is None:
                 raise InvalidRequest("a call needs duration_seconds")
@@ -49,12 +58,8 @@ class UsageRecord:
         elif self.duration_seconds is not None:
             raise InvalidRequest(f"{self.kind.value} is charged by quantity, not duration_seconds")
 
-    @property
-    def key(self) -> ChargeKey:
-        return (self.kind.value, self.reference_id)
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value, built per record: not frozen (see the module's docstring)
 class UsageCharge:
     id: int
     tenant_id: str
@@ -109,8 +114,31 @@ class LockedWallet:
     def available(self) -> int:
         return self.balance - self.reserved
 
+    def copy(self) -> LockedWallet:
+        """A copy to move on, every field as it is (dataclasses.replace took 5 µs a wallet, a thousand
+        times a round over many wallets; a test checks that no field is left out)."""
+        return LockedWallet(
+            self.tenant_id,
+            self.currency,
+            self.balance,
+            self.reserved,
+            self.ledger_seq,
+            self.flagged,
+            self.owed,
+            self.spent_day,
+            self.spent_today,
+            self.max_concurrent_calls,
+            self.daily_spend_cap,
+            self.low_balance_threshold,
+            self.low_balance_since,
+            self.low_balance_alerted_at,
+            self.auto_topup_enabled,
+            self.auto_topup_threshold,
+            self.auto_topup_paused_until,
+        )
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)  # a value, built per record: not frozen (see the module's docstring)
 class LedgerLine:
     """One ledger row to write for a locked wallet, chained by `chain_line`."""
 
@@ -157,7 +185,7 @@ def chain_line(
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value, built per record: not frozen (see the module's docstring)
 class ChargeOutcome:
     charge: UsageCharge
     replayed: bool  # the reference was charged before: this is that first charge
@@ -179,7 +207,7 @@ class Quota:
         return max(self.included_seconds - self.used_seconds, 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # a value, built per record: not frozen (see the module's docstring)
 class Decision:
     """What became of one record."""
 
@@ -297,7 +325,7 @@ def decide_charges(
     """Charge `records`, in order, to the locked `wallet`: quota first, then the wallet, never below
     zero (what it cannot pay is owed). `holds` are the active holds of the calls among the records
     (call id -> amount), `charged_before` the references charged already."""
-    w = dataclasses.replace(wallet)
+    w = wallet.copy()
     today = now.date()
     if w.spent_day != today:
         w.spent_day, w.spent_today = today, 0
@@ -311,6 +339,7 @@ def decide_charges(
     released: dict[str, int] = {}
     crossings: list[Crossing] = []
     decisions: list[Decision] = []
+    ratings: dict[tuple[UsageKind, int | None, int | None, int], Rating] = {}
     for record in records:
         key = record.key
         if key in charged_before or key in seen:
@@ -321,7 +350,11 @@ def decide_charges(
             )
             continue
         try:
-            rating = rate_record(record, rates, quota_left_seconds=left)
+            # Records rated alike share their Rating (frozen): a batch is mostly the same few kinds.
+            alike = (record.kind, record.quantity, record.duration_seconds, left)
+            rating = ratings.get(alike)
+            if rating is None:
+                rating = ratings[alike] = rate_record(record, rates, quota_left_seconds=left)
         except WalletError as exc:
             decisions.append(Decision(record, error=exc))
             continue

@@ -115,7 +115,7 @@ def authorize_call(
     return Authorization(True, max_seconds, Money(min(estimate, max(available, 0)), rates.currency))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # built per charge: not frozen, as domain/charging.py says why
 class Settlement:
     """How one charge lands on a wallet: what the wallet pays now and what stays owed."""
 

@@ -273,7 +273,7 @@ class RoundWrites:
             if rating is None:
                 continue
             record = d.record
-            kind = record.kind.value
+            kind = record.key[0]
             self.charges.append(
                 (
                     tenant_id,
