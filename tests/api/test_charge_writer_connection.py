@@ -32,7 +32,7 @@ async def test_one_writer_writes_its_rounds_on_one_checkout_and_then_returns_it(
     )
     writer.linger_seconds = 60  # longer than the test: what comes next finds the writer waiting
     try:
-        records = [UsageRecord(w["id"], UsageKind.SMS, ref("sms"), None, 1, "test") for w in wallets]
+        records = [_sms(w["id"]) for w in wallets]
         answers = await writer.charge_many(records)
         assert all(isinstance(a, ChargeOutcome) for a in answers)
         async with database.engine.connect() as conn:
@@ -46,9 +46,7 @@ async def test_one_writer_writes_its_rounds_on_one_checkout_and_then_returns_it(
         assert len(checkouts) == 2  # ...on the writer's one checkout (the other is the count above)
         assert len(checkins) == 1  # the count's: the writer waits for more, its connection kept
 
-        [later] = await writer.charge_many(
-            [UsageRecord(wallets[0]["id"], UsageKind.SMS, ref("sms"), None, 1, "t")]
-        )
+        [later] = await writer.charge_many([_sms(wallets[0]["id"])])
         assert isinstance(later, ChargeOutcome)
         assert len(checkouts) == 2  # the waiting writer wrote it on the same connection
 
@@ -67,9 +65,7 @@ async def test_a_writer_with_nothing_more_to_write_hands_its_connection_back(
     event.listen(database.engine.sync_engine, "checkin", lambda *args: returned.set())
     writer = ChargeWriter(database, settings)
     try:
-        [answer] = await writer.charge_many(
-            [UsageRecord(wallet["id"], UsageKind.SMS, ref("sms"), None, 1, "t")]
-        )
+        [answer] = await writer.charge_many([_sms(wallet["id"])])
         assert isinstance(answer, ChargeOutcome)
         # Nothing else comes: the writer ends by itself after linger_seconds, no idle() asked.
         await asyncio.wait_for(returned.wait(), timeout=30)
@@ -77,3 +73,48 @@ async def test_a_writer_with_nothing_more_to_write_hands_its_connection_back(
         assert pool.checkedout() == 0  # type: ignore[attr-defined]
     finally:
         await database.dispose()
+
+
+async def test_what_arrives_while_writers_wait_wakes_one_of_them_and_starts_no_other(
+    create_tenant: TenantFactory, database_url: str, settings: Settings
+) -> None:
+    wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
+    database = Database.connect(database_url, pool_size=4, max_overflow=0)
+    checkouts: list[Any] = []
+    event.listen(database.engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": 4}))
+    writer.linger_seconds = 60
+    try:
+        for _ in range(3):  # one after the other: each finds the one writer waiting for more
+            answer = await writer.charge(_sms(wallet["id"]))
+            assert isinstance(answer, ChargeOutcome)
+        assert writer._writers == 1
+        assert len(checkouts) == 1
+    finally:
+        await writer.idle()
+        await database.dispose()
+
+
+async def test_a_record_that_arrives_as_the_wait_runs_out_is_still_written(
+    create_tenant: TenantFactory, database_url: str, settings: Settings
+) -> None:
+    wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
+    database = Database.connect(database_url, pool_size=2, max_overflow=0)
+    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": 1}))
+    writer.linger_seconds = 60
+    try:
+        first = await writer.charge(_sms(wallet["id"]))
+        assert isinstance(first, ChargeOutcome)
+        [waiting] = writer._sleepers
+        writer._give_up(waiting)  # the wait runs out; the writer (the only one allowed) has not resumed
+        [arrived] = writer._enqueue([_sms(wallet["id"])])
+        later = await asyncio.wait_for(arrived, timeout=30)  # the writer takes it before it ends
+        assert isinstance(later, ChargeOutcome)
+        assert later.charge.reference_id != first.charge.reference_id
+    finally:
+        await writer.idle()
+        await database.dispose()
+
+
+def _sms(tenant_id: str) -> UsageRecord:
+    return UsageRecord(tenant_id, UsageKind.SMS, ref("sms"), None, 1, "t")

@@ -149,7 +149,10 @@ class ChargeWriter:
         self._closing = True
         try:
             while self._tasks:
-                self._wake(False)
+                sleepers, self._sleepers = self._sleepers, []
+                for woken in sleepers:
+                    if not woken.done():
+                        woken.set_result(False)
                 await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             self._closing = False
@@ -165,8 +168,11 @@ class ChargeWriter:
         return futures
 
     def _start_writers(self, wanted: int) -> None:
-        if wanted > 0 and self._sleepers:
-            self._wake(True)  # a writer that is waiting for more takes it (the others wait again)
+        while wanted > 0 and self._sleepers:  # a writer waiting for more takes it, the latest first
+            woken = self._sleepers.pop()
+            if not woken.done():  # (done: its task was cancelled)
+                woken.set_result(True)
+                wanted -= 1
         for _ in range(min(wanted, self.limits.charge_writers - self._writers)):
             self._writers += 1
             task = asyncio.create_task(self._write_rounds())
@@ -201,12 +207,15 @@ class ChargeWriter:
         with untracked():
             lease = _Lease(self.db)
             try:
+                waited = False  # the last wait for more ran out: a writer that then finds none ends
                 while True:
                     taken = self._take()
                     if not taken:
-                        if await self._linger():
-                            continue
-                        break
+                        if waited:
+                            break  # no await between the empty take and `_writers -= 1`
+                        waited = not await self._linger()
+                        continue
+                    waited = False
                     try:
                         await self._write_settling(lease, taken)
                     finally:
@@ -217,26 +226,26 @@ class ChargeWriter:
 
     async def _linger(self) -> bool:
         """Wait up to `linger_seconds` for more to write, keeping the writer's connection: True when
-        something came. Under steady load the queue runs dry between rounds for a moment only, and a
-        writer that ended there would hand its connection back and the next request start another
-        (a pool checkout and reset each time); at rest the connection goes back soon all the same."""
+        `_start_writers` handed this writer new work, False when the wait ran out or idle() ends it."""
         if self._closing or self.linger_seconds <= 0:
             return False
         loop = asyncio.get_running_loop()
         woken: asyncio.Future[bool] = loop.create_future()
         self._sleepers.append(woken)
-        timer = loop.call_later(self.linger_seconds, _settle, woken, False)
+        timer = loop.call_later(self.linger_seconds, self._give_up, woken)
         try:
             return await woken
         finally:
             timer.cancel()
-            if woken in self._sleepers:
+            if woken in self._sleepers:  # cancelled
                 self._sleepers.remove(woken)
 
-    def _wake(self, more: bool) -> None:
-        sleepers, self._sleepers = self._sleepers, []
-        for woken in sleepers:
-            _settle(woken, more)
+    def _give_up(self, woken: asyncio.Future[bool]) -> None:
+        """The wait ran out: the writer leaves the sleepers at once, so that what arrives before it
+        resumes is not handed to it (it would find the queue as it left it and end)."""
+        if woken in self._sleepers:
+            self._sleepers.remove(woken)
+            woken.set_result(False)
 
     async def _write_settling(self, lease: _Lease, taken: list[tuple[str, list[_Waiter]]]) -> None:
         batches = [(tenant_id, [record for record, _ in waiters]) for tenant_id, waiters in taken]
@@ -546,11 +555,6 @@ class ChargeWriter:
         rates = configured_rates(self.limits, currency)
         self._fallback[currency] = (configured, rates)
         return rates
-
-
-def _settle(future: asyncio.Future[bool], value: bool) -> None:
-    if not future.done():
-        future.set_result(value)
 
 
 def _plain(decided: Decisions, now: datetime) -> bool:
