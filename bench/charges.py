@@ -34,6 +34,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from cpu import CpuMeter
 from harness import BenchDatabase, RawHTTP, Server, bench_database, describe, run_cli, start_server, token
 from load import closed_loop, open_loop
 from results import chart_charges, save
@@ -111,6 +112,21 @@ async def seed(dsn: str, tenants: list[str], balance: int) -> None:
         await conn.close()
 
 
+METER = CpuMeter()  # every closed loop's CPU a unit, by client, servers and database
+
+
+async def metered(
+    name: str, clients: int, seconds: float, one: Callable[[int, int], Awaitable[None]], *, per_call: int = 1
+) -> dict[str, Any]:
+    return await closed_loop(name, clients, seconds, one, per_call=per_call, meter=METER)
+
+
+async def serve(db: BenchDatabase, *, workers: int = 1, name: str = "server") -> Server:
+    server = await start_server(db, workers=workers, name=name)
+    METER.servers.add(server.process.pid)
+    return server
+
+
 class Traffic:
     """The requests of the bench, each on a given connection: a trivial GET and a usage charge."""
 
@@ -162,26 +178,26 @@ async def measure_servers(
     tag = uuid.uuid4().hex[:4]
     try:
         # Each worker opens its database pool on its first requests: not part of the figure.
-        await closed_loop(
+        await metered(
             f"{name}: warm-up",
             clients,
             2,
             closed(connections, lambda c, n, i: traffic.charge(c, traffic.hot, f"{tag}w-{n}-{i}")),
         )
         return {
-            "trivial": await closed_loop(
+            "trivial": await metered(
                 f"{name}: GET /healthz",
                 clients,
                 seconds,
                 closed(connections, lambda c, n, i: traffic.trivial(c)),
             ),
-            "hot": await closed_loop(
+            "hot": await metered(
                 f"{name}: usage, hot wallet",
                 clients,
                 seconds,
                 closed(connections, lambda c, n, i: traffic.charge(c, traffic.hot, f"{tag}h-{n}-{i}")),
             ),
-            "spread": await closed_loop(
+            "spread": await metered(
                 f"{name}: usage, {len(traffic.many):,} wallets",
                 clients,
                 seconds,
@@ -224,26 +240,26 @@ async def measure_raw(db: BenchDatabase, traffic: Traffic, args: argparse.Namesp
         many = traffic.many
         wallets = f"{len(many):,} wallets"
         return {
-            "hot": await closed_loop(
+            "hot": await metered(
                 "raw SQL, 1 statement a charge, hot wallet",
                 args.clients,
                 args.seconds,
                 per_charge(lambda n, i: traffic.hot, "h"),
             ),
-            "spread": await closed_loop(
+            "spread": await metered(
                 f"raw SQL, 1 statement a charge, {wallets}",
                 args.clients,
                 args.seconds,
                 per_charge(traffic.spread_tenant, "s"),
             ),
-            "set_hot": await closed_loop(
+            "set_hot": await metered(
                 f"raw SQL, 1 statement per {size} charges, hot wallet",
                 args.batch_clients,
                 args.seconds,
                 per_batch(lambda n, i: [traffic.hot] * size, "h"),
                 per_call=size,
             ),
-            "set_spread": await closed_loop(
+            "set_spread": await metered(
                 f"raw SQL, 1 statement per {size} charges, {wallets}",
                 args.batch_clients,
                 args.seconds,
@@ -261,7 +277,7 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
     hot = f"bench-hot-{uuid.uuid4().hex[:6]}"
     many = [f"bench-{i:05d}-{uuid.uuid4().hex[:4]}" for i in range(args.wallets)]
     await seed(db.dsn, [hot, *many], balance=10**12)
-    server = await start_server(db)
+    server = await serve(db)
     servers = [server]
     figures: dict[str, Any] = {"settings": vars(args) | {"database_url": bool(args.database_url)}}
     try:
@@ -279,7 +295,7 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
             for _ in range(max([*curve, args.clients, args.open_connections]))
         ]
         print(f"client curve ({args.seconds:.0f} s a point), one server worker:", flush=True)
-        await closed_loop(
+        await metered(
             "warm-up",
             args.clients,
             2,
@@ -288,7 +304,7 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
         figures["curve"] = {"trivial": [], "hot": []}
         for clients in curve:
             figures["curve"]["trivial"].append(
-                await closed_loop(
+                await metered(
                     f"GET /healthz, {clients} clients",
                     clients,
                     args.seconds,
@@ -296,14 +312,14 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
                 )
             )
             figures["curve"]["hot"].append(
-                await closed_loop(
+                await metered(
                     f"POST /v1/usage, hot wallet, {clients} clients",
                     clients,
                     args.seconds,
                     closed(connections, lambda c, n, i, k=clients: traffic.charge(c, hot, f"c{k}-{n}-{i}")),
                 )
             )
-        figures["spread"] = await closed_loop(
+        figures["spread"] = await metered(
             f"POST /v1/usage, {len(many):,} wallets, {args.clients} clients",
             args.clients,
             args.seconds,
@@ -340,14 +356,14 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
         size = args.batch_records
         print(f"POST /v1/usage/batch, {size:,} records a request, {args.batch_clients} clients:", flush=True)
         figures["batch"] = {
-            "hot": await closed_loop(
+            "hot": await metered(
                 "batch, hot wallet",
                 args.batch_clients,
                 args.seconds,
                 closed(connections, lambda c, n, i: traffic.batch(c, [hot] * size, f"bh-{n}-{i}")),
                 per_call=size,
             ),
-            "spread": await closed_loop(
+            "spread": await metered(
                 f"batch, {len(many):,} wallets",
                 args.batch_clients,
                 args.seconds,
@@ -368,14 +384,14 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
             "1 worker", servers, traffic, args.clients, args.seconds
         )
         if not args.skip_multi:
-            two_workers = await start_server(db, workers=2, name="two-workers")
+            two_workers = await serve(db, workers=2, name="two-workers")
             try:
                 figures["two_workers"] = await measure_servers(
                     "--workers 2", [two_workers], traffic, args.clients, args.seconds
                 )
             finally:
                 two_workers.stop()
-            servers.append(await start_server(db, name="second-process"))
+            servers.append(await serve(db, name="second-process"))
             figures["two_processes"] = await measure_servers(
                 "2 processes", servers, traffic, args.clients, args.seconds
             )
@@ -389,6 +405,32 @@ async def measure(db: BenchDatabase, args: argparse.Namespace) -> dict[str, Any]
         verify.stdout.strip().splitlines()[-1] if verify.stdout else verify.stderr[-500:]
     )
     return figures
+
+
+def cpu_budget(f: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """For the main figures at --clients: the CPU a unit of server, database and client, and the rate
+    the machine's cores would allow if they did nothing else (cores / their sum)."""
+    clients = f["settings"]["clients"]
+    trivial = next(p for p in f["curve"]["trivial"] if p["clients"] == clients)
+    hot = next(p for p in f["curve"]["hot"] if p["clients"] == clients)
+    measured = {
+        f"GET /healthz, {clients} clients": trivial,
+        f"usage, hot wallet, {clients} clients": hot,
+        f"usage, many wallets, {clients} clients": f["spread"],
+        "batch, hot wallet": f["batch"]["hot"],
+        "batch, many wallets": f["batch"]["spread"],
+        "raw SQL, hot wallet": f["raw_sql"]["hot"],
+        "raw SQL, many wallets": f["raw_sql"]["spread"],
+    }
+    cores = f["machine"]["cores"] or 1
+    out: dict[str, dict[str, float]] = {}
+    for name, figure in measured.items():
+        cpu = figure.get("cpu")
+        if cpu:
+            total = cpu["server_us"] + cpu["database_us"] + cpu["client_us"]
+            bound = round(cores * 1e6 / total) if total > 0 else 0
+            out[name] = cpu | {"rate": figure["rate"], "bound": bound}
+    return out
 
 
 def ratios(f: dict[str, Any]) -> dict[str, float]:
@@ -449,6 +491,14 @@ async def main() -> None:
     print("ratios:")
     for name, value in figures["ratios"].items():
         print(f"  {name:<46} {value:.2f}")
+    figures["cpu_budget"] = cpu_budget(figures)
+    print("CPU a unit, and the rate the machine's cores would allow at that CPU (cores / sum):")
+    for name, b in figures["cpu_budget"].items():
+        print(
+            f"  {name:<30} server {b['server_us']:>6,.0f} us  database {b['database_us']:>6,.0f} us"
+            f"  client {b['client_us']:>5,.0f} us  (other {b['other_us']:>4,.0f} us)  -> at most {b['bound']:>8,.0f}/s"
+            f" (measured {b['rate']:,.0f}/s, {b['cores_busy']:.2f} cores busy)"
+        )
     print(f"ledger verify after the run: {figures['ledger_verify']}")
     path = save("charges", figures, latest=True)
     chart = chart_charges(json.loads(path.read_text()))

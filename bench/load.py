@@ -11,6 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+from cpu import CpuMeter
+
 Conn = TypeVar("Conn")
 
 
@@ -48,13 +50,26 @@ def show(name: str, r: dict[str, Any], unit: str = "/s") -> None:
         f"   ({r['count']:,} in {r['seconds']:.1f} s)",
         flush=True,
     )
+    if cpu := r.get("cpu"):
+        print(
+            f"  {'':<46} CPU a unit: server {cpu['server_us']:,.0f} us, database {cpu['database_us']:,.0f} us,"
+            f" client {cpu['client_us']:,.0f} us, other {cpu['other_us']:,.0f} us; {cpu['cores_busy']:.2f} cores busy",
+            flush=True,
+        )
 
 
 async def closed_loop(
-    name: str, clients: int, seconds: float, one: Callable[[int, int], Awaitable[None]], *, per_call: int = 1
+    name: str,
+    clients: int,
+    seconds: float,
+    one: Callable[[int, int], Awaitable[None]],
+    *,
+    per_call: int = 1,
+    meter: CpuMeter | None = None,
 ) -> dict[str, Any]:
     """`clients` tasks call `one(client, i)` back to back for `seconds`. `per_call` is how many units
-    (charges) one call carries: the rate is in units, the latencies are per call."""
+    (charges) one call carries: the rate is in units, the latencies are per call. With a `meter`, the
+    CPU a unit of client, server and database, and the cores busy, over the same window."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
 
@@ -66,14 +81,20 @@ async def closed_loop(
             latencies.append(time.perf_counter() - started)
             i += 1
 
-    started = time.perf_counter()
     with no_client_pauses():
+        before = meter.read() if meter else None
+        started = time.perf_counter()
         await asyncio.gather(*(client(n) for n in range(clients)))
-    result = summarise(latencies, time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        after = meter.read() if meter else None
+    result = summarise(latencies, elapsed)
     result["clients"] = clients
     if per_call != 1:
         result["rate"] = round(result["rate"] * per_call, 1)
         result["count"] *= per_call
+    cpu = CpuMeter.per_unit(before, after, result["count"])
+    if cpu:
+        result["cpu"] = cpu
     show(name, result)
     return result
 
