@@ -39,11 +39,11 @@ class CpuMeter:
                     continue
                 try:
                     stat = (entry / "stat").read_text()
-                except OSError:
+                    comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+                    fields = stat[stat.rindex(")") + 2 :].split()
+                    seconds = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+                except (OSError, ValueError, IndexError):
                     continue  # ended meanwhile
-                comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-                fields = stat[stat.rindex(")") + 2 :].split()
-                seconds = (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
                 if int(entry.name) == me:
                     client += seconds
                 elif int(fields[2]) in self.servers:
