@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     # The charge writer (services/charging.py): at most this many records, and this many wallets, in one
     # transaction; at most this many such transactions at once in a process (each holds a connection).
     charge_batch_size: int = Field(default=1000, ge=1, le=5000)
-    charge_batch_wallets: int = Field(default=200, ge=1, le=5000)
+    charge_batch_wallets: int = Field(default=1000, ge=1, le=5000)
     charge_writers: int = Field(default=4, ge=1, le=64)
     # The low-balance threshold of a tenant opened without one, per currency, in minor units:
     # "INR=50000,USD=500,EUR=500" (or JSON {"INR": 50000}). Unlisted currencies: 0, no alerts.
