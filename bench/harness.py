@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,8 @@ async def bench_database(server_url: str | None) -> AsyncIterator[BenchDatabase]
     else:
         from walletsvc.db.embedded import start_embedded
 
-        url = await asyncio.to_thread(start_embedded, workdir / "pg", name)
+        # Deleted when this process exits (a bench run writes gigabytes); the servers' logs stay.
+        url = await asyncio.to_thread(partial(start_embedded, workdir / "pg", name, throwaway=True))
         db = BenchDatabase(url=url, embedded=True, workdir=workdir)
     await asyncio.to_thread(upgrade_to_head, db.url)
     try:

@@ -29,10 +29,11 @@ _USERS_FILE = ".handle_pids.json"  # pgserver's list of the processes using the 
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
-def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> str:
+def start_embedded(data_dir: Path, database: str = DATABASE_NAME, *, throwaway: bool = False) -> str:
     """Start (or join) the embedded server in data_dir, make sure `database` exists, return its URL.
 
-    The server is stopped when the last live process using it exits cleanly.
+    The server is stopped when the last live process using it exits cleanly; a `throwaway` one (a
+    benchmark's) is then deleted, data folder and all.
     """
     import pgserver  # imported late: only the embedded mode needs it
 
@@ -42,7 +43,7 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> str:
     data_dir.mkdir(parents=True, exist_ok=True)
     forget_dead_users(data_dir)
     server = pgserver.get_server(  # type: ignore[attr-defined]
-        str(data_dir), cleanup_mode="stop"
+        str(data_dir), cleanup_mode="delete" if throwaway else "stop"
     )
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{database}';")  # noqa: S608 - checked above
     if "(1 row)" not in exists:
