@@ -242,10 +242,11 @@ class ChargeWriter:
 
     def _give_up(self, woken: asyncio.Future[bool]) -> None:
         """The wait ran out: the writer leaves the sleepers at once, so that what arrives before it
-        resumes is not handed to it (it would find the queue as it left it and end)."""
+        resumes goes to another (it still looks once more before it ends: `_write_rounds`)."""
         if woken in self._sleepers:
             self._sleepers.remove(woken)
-            woken.set_result(False)
+            if not woken.done():  # (done: its task was cancelled)
+                woken.set_result(False)
 
     async def _write_settling(self, lease: _Lease, taken: list[tuple[str, list[_Waiter]]]) -> None:
         batches = [(tenant_id, [record for record, _ in waiters]) for tenant_id, waiters in taken]
