@@ -4,8 +4,11 @@ back to the pool when nothing more came for `linger_seconds` after its last roun
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import asyncpg
+import pytest
 from sqlalchemy import event, text
 
 from tests.fixtures.tenants import TenantFactory
@@ -111,6 +114,48 @@ async def test_a_record_that_arrives_as_the_wait_runs_out_is_still_written(
         later = await asyncio.wait_for(arrived, timeout=30)  # the writer takes it before it ends
         assert isinstance(later, ChargeOutcome)
         assert later.charge.reference_id != first.charge.reference_id
+    finally:
+        await writer.idle()
+        await database.dispose()
+
+
+async def test_a_connection_ended_while_the_writer_waits_is_replaced_before_the_next_round(
+    create_tenant: TenantFactory,
+    db: Database,
+    database_url: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL ends the writer's connection (pg_terminate_backend, a restart) while the writer keeps
+    it, waiting for more: the next round, a known wallet's, is written without the lock on a fresh
+    connection, and no round is spent on the dead one (nothing logged)."""
+    wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
+    database = Database.connect(database_url, pool_size=2, max_overflow=0)
+    checkouts: list[Any] = []
+    event.listen(database.engine.sync_engine, "checkout", lambda conn, *_: checkouts.append(conn))
+    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": 1}))
+    writer.linger_seconds = 60
+    try:
+        answers = await writer.charge_many([_sms(wallet["id"]) for _ in range(5)])  # known from now on
+        assert all(isinstance(a, ChargeOutcome) for a in answers)
+        [held] = checkouts
+        kept: asyncpg.Connection = held.driver_connection
+        async with db.engine.connect() as other:
+            ended = await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": kept.get_server_pid()})
+            assert ended.scalar_one()
+        for _ in range(1000):  # until the writer's connection has seen its end (at most ~10 s)
+            if kept.is_closed():
+                break
+            await asyncio.sleep(0.01)
+        assert kept.is_closed()
+
+        with caplog.at_level(logging.WARNING, logger="walletsvc.services.charging"):
+            later = await writer.charge(_sms(wallet["id"]))
+        assert isinstance(later, ChargeOutcome)
+        assert later.balance_after == 1_000 - 6 * 2  # the test rates: 2 a message
+        assert writer.known_rounds == 1  # without the lock
+        assert len(checkouts) == 2  # on a fresh connection
+        assert [r.getMessage() for r in caplog.records] == []
     finally:
         await writer.idle()
         await database.dispose()

@@ -323,7 +323,9 @@ class ChargeWriter:
                 await lease.invalidate()
             if not isinstance(exc, Exception):
                 raise
-            if not isinstance(exc, asyncpg.UniqueViolationError):  # a retried reference is expected
+            if database_unavailable(exc) is not None:  # a fault of the database, not of the code
+                log.warning("charge round of known wallets lost its connection; writing it under the lock")
+            elif not isinstance(exc, asyncpg.UniqueViolationError):  # a retried reference is expected
                 log.warning("charge round of known wallets failed; writing it under the lock", exc_info=exc)
             return {}
         answers: dict[str, list[Answer]] = {}
@@ -625,6 +627,10 @@ class _Lease:
         self._generic = False  # the connection plans generically (ChargeStore.plan_generically)
 
     async def connection(self) -> asyncpg.Connection:
+        if self._conn is not None and self._conn.is_closed():
+            # Ended while the writer waited for more (pg_terminate_backend, a restart): a fresh one,
+            # before a round is spent on it. (Free: asyncpg knows without a round trip.)
+            await self.invalidate()
         if self._conn is None:
             held = await self._db.engine.connect()
             try:
