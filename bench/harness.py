@@ -116,14 +116,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def machine(**database: Any) -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "describe", "--always", "--dirty"],  # noqa: S607 - the user's git, on PATH
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args],  # noqa: S607 - the user's git, on PATH
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
     ).stdout.strip()
+
+
+def machine(**database: Any) -> dict[str, Any]:
+    # Dirty by what is changed outside bench/results: a bench run rewrites the kept latest.json and
+    # chart there, which made every run after the first say "-dirty" of a clean checkout.
+    commit = _git("describe", "--always")
+    if commit and _git("status", "--porcelain", "--", ".", ":(exclude)bench/results"):
+        commit += "-dirty"
     return {
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
