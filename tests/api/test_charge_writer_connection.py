@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -82,30 +84,19 @@ async def test_what_arrives_while_writers_wait_wakes_one_of_them_and_starts_no_o
     create_tenant: TenantFactory, database_url: str, settings: Settings
 ) -> None:
     wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
-    database = Database.connect(database_url, pool_size=4, max_overflow=0)
-    checkouts: list[Any] = []
-    event.listen(database.engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
-    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": 4}))
-    writer.linger_seconds = 60
-    try:
+    async with _waiting_writer(database_url, settings, writers=4) as (writer, checkouts):
         for _ in range(3):  # one after the other: each finds the one writer waiting for more
             answer = await writer.charge(_sms(wallet["id"]))
             assert isinstance(answer, ChargeOutcome)
         assert writer._writers == 1
         assert len(checkouts) == 1
-    finally:
-        await writer.idle()
-        await database.dispose()
 
 
 async def test_a_record_that_arrives_as_the_wait_runs_out_is_still_written(
     create_tenant: TenantFactory, database_url: str, settings: Settings
 ) -> None:
     wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
-    database = Database.connect(database_url, pool_size=2, max_overflow=0)
-    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": 1}))
-    writer.linger_seconds = 60
-    try:
+    async with _waiting_writer(database_url, settings, writers=1) as (writer, _):
         first = await writer.charge(_sms(wallet["id"]))
         assert isinstance(first, ChargeOutcome)
         [waiting] = writer._sleepers
@@ -114,9 +105,6 @@ async def test_a_record_that_arrives_as_the_wait_runs_out_is_still_written(
         later = await asyncio.wait_for(arrived, timeout=30)  # the writer takes it before it ends
         assert isinstance(later, ChargeOutcome)
         assert later.charge.reference_id != first.charge.reference_id
-    finally:
-        await writer.idle()
-        await database.dispose()
 
 
 async def test_a_connection_ended_while_the_writer_waits_is_replaced_before_the_next_round(
@@ -130,12 +118,7 @@ async def test_a_connection_ended_while_the_writer_waits_is_replaced_before_the_
     it, waiting for more: the next round, a known wallet's, is written without the lock on a fresh
     connection, and no round is spent on the dead one (nothing logged)."""
     wallet = await create_tenant(currency="USD", country="USA", balance=1_000)
-    database = Database.connect(database_url, pool_size=2, max_overflow=0)
-    checkouts: list[Any] = []
-    event.listen(database.engine.sync_engine, "checkout", lambda conn, *_: checkouts.append(conn))
-    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": 1}))
-    writer.linger_seconds = 60
-    try:
+    async with _waiting_writer(database_url, settings, writers=1) as (writer, checkouts):
         answers = await writer.charge_many([_sms(wallet["id"]) for _ in range(5)])  # known from now on
         assert all(isinstance(a, ChargeOutcome) for a in answers)
         [held] = checkouts
@@ -156,6 +139,21 @@ async def test_a_connection_ended_while_the_writer_waits_is_replaced_before_the_
         assert writer.known_rounds == 1  # without the lock
         assert len(checkouts) == 2  # on a fresh connection
         assert [r.getMessage() for r in caplog.records] == []
+
+
+@asynccontextmanager
+async def _waiting_writer(
+    database_url: str, settings: Settings, *, writers: int
+) -> AsyncIterator[tuple[ChargeWriter, list[Any]]]:
+    """A writer of up to `writers` tasks on a pool of its own, waiting for more longer than any test
+    (what comes next finds it waiting), and the pool's checkouts (the asyncpg-adapted connections)."""
+    database = Database.connect(database_url, pool_size=writers + 1, max_overflow=0)
+    checkouts: list[Any] = []
+    event.listen(database.engine.sync_engine, "checkout", lambda conn, *_: checkouts.append(conn))
+    writer = ChargeWriter(database, settings.model_copy(update={"charge_writers": writers}))
+    writer.linger_seconds = 60
+    try:
+        yield writer, checkouts
     finally:
         await writer.idle()
         await database.dispose()

@@ -319,11 +319,12 @@ class ChargeWriter:
             # for what is charged already where the connection was lost (it may have committed).
             for account, _ in plans:
                 self._forget(account.wallet.tenant_id, clock)
-            if not isinstance(exc, Exception) or database_unavailable(exc) is not None:
+            lost = database_unavailable(exc) is not None  # a fault of the database, not of the code
+            if not isinstance(exc, Exception) or lost:
                 await lease.invalidate()
             if not isinstance(exc, Exception):
                 raise
-            if database_unavailable(exc) is not None:  # a fault of the database, not of the code
+            if lost:
                 log.warning("charge round of known wallets lost its connection; writing it under the lock")
             elif not isinstance(exc, asyncpg.UniqueViolationError):  # a retried reference is expected
                 log.warning("charge round of known wallets failed; writing it under the lock", exc_info=exc)
